@@ -1,0 +1,138 @@
+"""Sequence log-probabilities: log pi(y|x) = sum over completion tokens t of log pi(y_t | x, y_<t).
+
+Only completion tokens count (the end token included); prompt and padding are masked out.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+
+from .data import PreferencePair, validate_pairs
+from .tokenizer import CharTokenizer
+
+
+@dataclass
+class SequenceBatch:
+    """Right-padded rows <bos> prompt completion <eos>: the model reads `input_ids` and predicts
+    `targets` (the same rows shifted by one); `completion_mask` marks targets that are completion tokens."""
+
+    input_ids: torch.Tensor  # (B, T) long
+    targets: torch.Tensor  # (B, T) long
+    completion_mask: torch.Tensor  # (B, T) bool
+
+    def to(self, device: torch.device | str) -> "SequenceBatch":
+        return SequenceBatch(self.input_ids.to(device), self.targets.to(device), self.completion_mask.to(device))
+
+    def __len__(self) -> int:
+        return self.input_ids.shape[0]
+
+
+def build_batch(
+    tokenizer: CharTokenizer,
+    prompts: Sequence[str],
+    completions: Sequence[str],
+    block_size: int | None = None,
+    device: torch.device | str | None = None,
+) -> SequenceBatch:
+    """Tokenize (prompt, completion) rows into one right-padded batch."""
+    if len(prompts) != len(completions):
+        raise ValueError(f"got {len(prompts)} prompts but {len(completions)} completions; pass one prompt per completion")
+    if not prompts:
+        raise ValueError("cannot build a batch from zero sequences")
+    rows, starts = [], []
+    for p, c in zip(prompts, completions):
+        prompt_ids = tokenizer.encode(p, bos=True)
+        seq = prompt_ids + tokenizer.encode(c, eos=True)
+        if block_size is not None and len(seq) - 1 > block_size:
+            raise ValueError(
+                f"prompt {p!r} + completion {c!r} need {len(seq) - 1} positions but the model's context is "
+                f"{block_size}; shorten them or use a model with a larger block_size"
+            )
+        rows.append(seq)
+        # target j is seq[j+1]; the first completion token is seq[len(prompt_ids)], i.e. target len(prompt_ids)-1
+        starts.append(len(prompt_ids) - 1)
+    T = max(len(r) for r in rows) - 1
+    input_ids = torch.full((len(rows), T), tokenizer.pad_id, dtype=torch.long)
+    targets = torch.full((len(rows), T), tokenizer.pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), T), dtype=torch.bool)
+    for i, (seq, s) in enumerate(zip(rows, starts)):
+        n = len(seq) - 1
+        input_ids[i, :n] = torch.tensor(seq[:-1])
+        targets[i, :n] = torch.tensor(seq[1:])
+        mask[i, s:n] = True
+    batch = SequenceBatch(input_ids, targets, mask)
+    return batch.to(device) if device is not None else batch
+
+
+def sequence_logprobs(
+    logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor, average: bool = False
+) -> torch.Tensor:
+    """Per-row sum (or, with `average`, per-token mean) of log p(target) over masked positions: shape (B,)."""
+    if logits.shape[:2] != targets.shape or targets.shape != mask.shape:
+        raise ValueError(
+            f"shapes disagree: logits {tuple(logits.shape)}, targets {tuple(targets.shape)}, mask {tuple(mask.shape)}; "
+            "logits must be (B, T, V) with targets and mask (B, T)"
+        )
+    token_logps = torch.log_softmax(logits.float(), dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    m = mask.to(token_logps.dtype)
+    total = (token_logps * m).sum(-1)
+    if average:
+        return total / m.sum(-1).clamp(min=1)
+    return total
+
+
+def batch_logprobs(model: torch.nn.Module, batch: SequenceBatch, average: bool = False) -> torch.Tensor:
+    """log pi(completion | prompt) for every row of `batch`, in one forward pass."""
+    return sequence_logprobs(model(batch.input_ids), batch.targets, batch.completion_mask, average)
+
+
+@dataclass
+class PairBatch:
+    """Chosen and rejected completions in ONE batch of rows; pair i is rows chosen_index[i], rejected_index[i].
+
+    With merging, identical (prompt, completion) rows are stored once: exact, because a row's
+    log-prob does not depend on which pair it belongs to, and autograd sums the repeated uses.
+    """
+
+    rows: SequenceBatch
+    chosen_index: torch.Tensor  # (P,) long
+    rejected_index: torch.Tensor  # (P,) long
+
+    def to(self, device: torch.device | str) -> "PairBatch":
+        return PairBatch(self.rows.to(device), self.chosen_index.to(device), self.rejected_index.to(device))
+
+    def __len__(self) -> int:
+        return self.chosen_index.shape[0]
+
+
+def build_pair_batch(
+    tokenizer: CharTokenizer,
+    pairs: Sequence[PreferencePair],
+    block_size: int | None = None,
+    merge_identical: bool = True,
+    device: torch.device | str | None = None,
+) -> PairBatch:
+    """Put every pair's chosen and rejected completion into one batch (merged when identical)."""
+    pairs = validate_pairs(pairs)
+    keys = [(p.prompt, p.chosen) for p in pairs] + [(p.prompt, p.rejected) for p in pairs]
+    if merge_identical:
+        unique: dict[tuple[str, str], int] = {}
+        idx = [unique.setdefault(k, len(unique)) for k in keys]
+        rows = list(unique)
+    else:
+        idx, rows = list(range(len(keys))), keys
+    batch = build_batch(tokenizer, [r[0] for r in rows], [r[1] for r in rows], block_size)
+    index = torch.tensor(idx, dtype=torch.long)
+    pb = PairBatch(batch, index[: len(pairs)], index[len(pairs):])
+    return pb.to(device) if device is not None else pb
+
+
+def pair_logprobs(
+    model: torch.nn.Module, pair_batch: PairBatch, average: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(chosen_logps, rejected_logps), each of shape (P,), from a single forward pass over all rows."""
+    row_logps = batch_logprobs(model, pair_batch.rows, average)
+    return row_logps[pair_batch.chosen_index], row_logps[pair_batch.rejected_index]
+
