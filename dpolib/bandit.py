@@ -323,3 +323,29 @@ def tradeoff_curve(pi_ref: ArrayLike, rewards: ArrayLike, betas: ArrayLike) -> T
         objective=torch.tensor(obj, dtype=DTYPE),
         policies=torch.stack(policies),
     )
+
+
+def frontier_reward(pi_ref: ArrayLike, rewards: ArrayLike, kl_budget: float, tol: float = 1e-12) -> float:
+    """max E_pi[r] subject to KL(pi || pi_ref) <= kl_budget: the reward pi*_beta earns at the beta where its KL equals the budget.
+
+    KL(pi*_beta || pi_ref) falls from -log pi_ref(best responses) (beta -> 0) to 0 (beta -> infinity), so beta is found
+    by bisection on log beta. Any budget at or past the top buys the best reward. Why pi*_beta is the maximiser:
+    a policy with the same KL and more reward would have a larger E[r] - beta KL, contradicting the theorem.
+    """
+    pi_ref, rewards = _check_pair(pi_ref, rewards)
+    if not isinstance(kl_budget, (int, float)) or math.isnan(kl_budget) or kl_budget < 0:
+        raise ValueError(f"kl_budget must be a number >= 0 (nats), got {kl_budget!r}")
+    best = rewards == rewards.max()
+    kl_max = -math.log(float(pi_ref[best].sum()))
+    if kl_budget >= kl_max:
+        return float(rewards.max())
+    if kl_budget == 0:
+        return expected_reward(pi_ref, rewards)
+    lo, hi = -30.0, 30.0  # log beta; KL(pi*_beta) decreases in beta
+    while hi - lo > tol:
+        mid = (lo + hi) / 2
+        if kl(optimal_policy(pi_ref, rewards, math.exp(mid)), pi_ref) > kl_budget:
+            lo = mid
+        else:
+            hi = mid
+    return expected_reward(optimal_policy(pi_ref, rewards, math.exp(hi)), rewards)

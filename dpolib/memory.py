@@ -222,13 +222,13 @@ def memory_table(
 
 
 def format_memory_table(rows: Iterable[MemoryRow]) -> str:
-    """The table as fixed-width text, sizes in GB rounded to 1 decimal."""
+    """The table as fixed-width text, sizes in GB rounded to 2 decimals."""
     head = f"{'size':>6} {'16-bit weights':>15} {'PPO-RLHF':>10} {'DPO':>10} {'DPO, ref. precomputed':>22} {'PPO/DPO':>8}"
     lines = [head, "-" * len(head)]
     for r in rows:
         lines.append(
-            f"{r.size:>6} {r.weights_16bit / GB:>15.2f} {r.ppo / GB:>10.1f} {r.dpo / GB:>10.1f} "
-            f"{r.dpo_precomputed / GB:>22.1f} {r.ratio:>8.2f}"
+            f"{r.size:>6} {r.weights_16bit / GB:>15.2f} {r.ppo / GB:>10.2f} {r.dpo / GB:>10.2f} "
+            f"{r.dpo_precomputed / GB:>22.2f} {r.ratio:>8.2f}"
         )
     return "\n".join(lines)
 

@@ -9,6 +9,7 @@ from dpolib.bandit import (
     expected_reward,
     fit_dpo,
     fit_rlhf,
+    frontier_reward,
     kl,
     log_partition,
     make_bandit,
@@ -184,3 +185,20 @@ def test_input_validation(bandit):
         fit_dpo(pi_ref, BETA, rewards=r, method="sgd")
     with pytest.raises(ValueError, match="k must be"):
         make_bandit(1)
+
+
+def test_frontier_reward(bandit):
+    pi_ref, r = bandit
+    # at beta's own KL the frontier is pi*_beta's reward
+    for beta in (0.3, 1.0, 3.0):
+        pi = optimal_policy(pi_ref, r, beta)
+        assert frontier_reward(pi_ref, r, kl(pi, pi_ref)) == pytest.approx(expected_reward(pi, r), abs=1e-8)
+    assert frontier_reward(pi_ref, r, 0.0) == pytest.approx(expected_reward(pi_ref, r))
+    assert frontier_reward(pi_ref, r, 100.0) == float(r.max())
+    # no random policy earns more reward than the frontier allows at its KL
+    g = torch.Generator().manual_seed(4)
+    for _ in range(50):
+        pi = torch.softmax(2 * torch.randn(8, generator=g, dtype=torch.float64), 0)
+        assert expected_reward(pi, r) <= frontier_reward(pi_ref, r, kl(pi, pi_ref)) + 1e-9
+    with pytest.raises(ValueError, match="kl_budget"):
+        frontier_reward(pi_ref, r, -1.0)

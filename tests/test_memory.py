@@ -67,7 +67,7 @@ def test_table_sizes_and_ratio():
         assert r.ratio == pytest.approx(2.0)
         assert r.dpo == pytest.approx(18 * r.n_params)
     text = format_memory_table(rows)
-    assert "70B" in text and "2520.0" in text
+    assert "70B" in text and "2520.00" in text and "2.25" in text
 
 
 def test_smaller_value_and_reward_models():
