@@ -82,10 +82,10 @@ def _offline_jshtml(markup: str, *, alt: str, label_text: list[str]) -> str:
     # (matplotlib creates it in a setTimeout, so poll briefly instead of assuming an order).
     readout = (
         f'<div class="dpolib-slider-value" style="font-family: monospace">'
-        f'<output id="_dpolib_value{anim_id}">{html.escape(label_text[0])}</output></div>\n'
+        f'<output id="_dpolib_readout{anim_id}">{html.escape(label_text[0])}</output></div>\n'
         "<script>\n(function() {\n"
         f"  var labels = {json.dumps(label_text)};\n"
-        f'  var name = "anim{anim_id}", out_id = "_dpolib_value{anim_id}", tries = 0;\n'
+        f'  var name = "anim{anim_id}", out_id = "_dpolib_readout{anim_id}", tries = 0;\n'
         "  function hook() {\n"
         "    var anim = window[name];\n"
         "    if (!anim) { if (tries++ < 200) { setTimeout(hook, 10); } return; }\n"

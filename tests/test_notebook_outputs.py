@@ -1,0 +1,168 @@
+"""Stored notebook outputs are real: a chapter saved without outputs, or with outputs from another
+version of the code, must fail `make test`.
+
+nbval (run by `make nbval` with tests/nbval_sanitize.cfg) compares stored with fresh outputs, but
+only for cells that have an execution count: a notebook saved without outputs passes it. So two
+layers are tested here:
+- every chapter notebook git knows has every code cell executed, in order, 1..n, with no error
+  output (what `make execute` produces);
+- nbval with the project's sanitize file accepts a faithfully stored notebook (including a
+  kernel-free slider, whose ids and frames vary) and rejects one whose outputs came from a
+  different version of the code.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import nbformat
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SANITIZE = ROOT / "tests" / "nbval_sanitize.cfg"
+
+
+def stored_output_problems(nb: nbformat.NotebookNode) -> list[str]:
+    """Why a notebook's stored outputs are not those of one clean top-to-bottom run ([] if they are)."""
+    problems = []
+    code_cells = [c for c in nb.cells if c.cell_type == "code"]
+    for i, cell in enumerate(code_cells, start=1):
+        count = cell.get("execution_count")
+        if count is None:
+            problems.append(f"code cell {i} was never executed (no execution_count): run `make execute`")
+        elif count != i:
+            problems.append(f"code cell {i} has execution_count {count}, expected {i}: run `make execute`")
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "error":
+                problems.append(f"code cell {i} stores an error ({out.get('ename')}): fix it, then `make execute`")
+    return problems
+
+
+def chapter_notebooks() -> list[Path]:
+    """Chapter notebooks git knows about (committed or staged); every one if git is unavailable."""
+    try:
+        listed = subprocess.run(
+            ["git", "ls-files", "--", "chapters/*.ipynb"], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout.split()
+        return sorted(ROOT / p for p in listed if (ROOT / p).is_file())
+    except (OSError, subprocess.CalledProcessError):
+        return sorted((ROOT / "chapters").glob("*.ipynb"))
+
+
+@pytest.mark.parametrize("path", chapter_notebooks(), ids=lambda p: p.name)
+def test_chapter_outputs_come_from_one_clean_run(path: Path):
+    nb = nbformat.read(path, as_version=4)
+    assert [c for c in nb.cells if c.cell_type == "code"], f"{path.name} has no code cells"
+    assert stored_output_problems(nb) == []
+
+
+def _code(source: str, outputs=(), count=None) -> nbformat.NotebookNode:
+    cell = nbformat.v4.new_code_cell(textwrap.dedent(source).strip())
+    cell.outputs = list(outputs)
+    cell.execution_count = count
+    return cell
+
+
+def test_output_check_flags_unexecuted_reordered_and_failed_cells():
+    clean = nbformat.v4.new_notebook(cells=[_code("1", count=1), _code("2", count=2)])
+    assert stored_output_problems(clean) == []
+    saved_without_outputs = nbformat.v4.new_notebook(cells=[_code("1"), _code("2")])
+    assert len(stored_output_problems(saved_without_outputs)) == 2
+    out_of_order = nbformat.v4.new_notebook(cells=[_code("1", count=2), _code("2", count=1)])
+    assert len(stored_output_problems(out_of_order)) == 2
+    error = nbformat.v4.new_output("error", ename="ValueError", evalue="x", traceback=[])
+    failed = nbformat.v4.new_notebook(cells=[_code("1", outputs=[error], count=1)])
+    assert "ValueError" in stored_output_problems(failed)[0]
+
+
+# --- nbval end to end on a throwaway notebook and library ------------------------------------
+
+LIBRARY_V1 = "ANSWER = 41\n\ndef describe():\n    return f'answer={ANSWER}'\n"
+LIBRARY_V2 = LIBRARY_V1.replace("41", "42")
+
+CELLS = [
+    "import tinylib\nprint(tinylib.describe())",
+    "tinylib.ANSWER * 2",
+    # a kernel-free slider: random ids and embedded PNG frames, which the sanitize file must absorb
+    """
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from dpolib.viz import kernel_free_slider
+    fig, ax = plt.subplots(figsize=(2, 1.5), dpi=40)
+    (line,) = ax.plot([0, 1], [0, 0])
+    kernel_free_slider(fig, lambda b: line.set_ydata([0, b]), [0.5, 1.0, 2.0])
+    """,
+]
+
+
+def _run_nbval(workdir: Path, notebook: Path) -> subprocess.CompletedProcess:
+    (workdir / "pytest.ini").write_text("[pytest]\n")  # isolate from the project's pytest settings
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(workdir), os.environ.get("PYTHONPATH", "")])}
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir", str(workdir),
+         "--nbval", "--nbval-current-env", "--nbval-sanitize-with", str(SANITIZE), str(notebook)],
+        cwd=workdir, env=env, capture_output=True, text=True, timeout=300,
+    )
+
+
+@pytest.fixture(scope="module")
+def executed_notebook(tmp_path_factory) -> tuple[Path, Path]:
+    """A notebook whose outputs were stored by a real run against tinylib v1 (as `make execute` does)."""
+    from nbclient import NotebookClient
+
+    workdir = tmp_path_factory.mktemp("nbval")
+    (workdir / "tinylib.py").write_text(LIBRARY_V1)
+    nb = nbformat.v4.new_notebook(cells=[_code(src) for src in CELLS])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    sys.path.insert(0, str(workdir))
+    old_pythonpath = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join([str(workdir), old_pythonpath or ""])
+    try:
+        NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(workdir)}}).execute()
+    finally:
+        sys.path.remove(str(workdir))
+        if old_pythonpath is None:
+            del os.environ["PYTHONPATH"]
+        else:
+            os.environ["PYTHONPATH"] = old_pythonpath
+    path = workdir / "chapter.ipynb"
+    nbformat.write(nb, path)
+    assert stored_output_problems(nb) == []
+    assert "answer=41" in path.read_text()
+    return workdir, path
+
+
+def test_nbval_accepts_faithfully_stored_outputs(executed_notebook):
+    workdir, path = executed_notebook
+    (workdir / "tinylib.py").write_text(LIBRARY_V1)
+    result = _run_nbval(workdir, path)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    assert "3 passed" in result.stdout
+
+
+def test_nbval_rejects_outputs_from_another_code_version(executed_notebook):
+    workdir, path = executed_notebook
+    (workdir / "tinylib.py").write_text(LIBRARY_V2)  # the library changed; outputs were not regenerated
+    try:
+        result = _run_nbval(workdir, path)
+    finally:
+        (workdir / "tinylib.py").write_text(LIBRARY_V1)
+    assert result.returncode != 0
+    assert "2 failed" in result.stdout, result.stdout[-3000:]
+    assert "answer=41" in result.stdout and "answer=42" in result.stdout  # the report shows the change
+
+
+def test_notebook_saved_without_outputs_passes_nbval_but_not_the_output_check(executed_notebook):
+    """Why the output check exists: nbval alone cannot see that nothing was stored."""
+    workdir, path = executed_notebook
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        cell.outputs, cell.execution_count = [], None
+    stripped = workdir / "stripped.ipynb"
+    nbformat.write(nb, stripped)
+    assert _run_nbval(workdir, stripped).returncode == 0
+    assert len(stored_output_problems(nb)) == len(CELLS)
