@@ -1,0 +1,70 @@
+import pytest
+import torch
+
+from dpolib.data import PreferencePair
+from dpolib.logprobs import batch_logprobs, build_batch, build_pair_batch, pair_logprobs, sequence_logprobs
+
+PROMPTS = ["ravin likes ", "leo likes ", "ravin likes ", "yuki likes "]
+COMPLETIONS = ["pizza", "dumplings", "pho", "ramen"]
+
+
+def one_at_a_time(model, tok, prompt, completion):
+    """Plain re-derivation: run the sequence alone and add log p of each completion token and <eos>."""
+    ids = tok.encode(prompt, bos=True) + tok.encode(completion, eos=True)
+    logp = torch.log_softmax(model(torch.tensor([ids[:-1]]))[0], -1)
+    start = len(tok.encode(prompt, bos=True))
+    return sum(logp[t - 1, ids[t]] for t in range(start, len(ids)))
+
+
+def test_batched_equals_one_at_a_time(tiny, tok):
+    batch = build_batch(tok, PROMPTS, COMPLETIONS)
+    got = batch_logprobs(tiny, batch)
+    want = torch.stack([one_at_a_time(tiny, tok, p, c) for p, c in zip(PROMPTS, COMPLETIONS)])
+    assert torch.allclose(got, want, atol=1e-5)
+
+
+def test_mask_covers_completion_and_eos_only(tok):
+    batch = build_batch(tok, ["ravin likes ", "leo likes "], ["pizza", "pho"])
+    assert batch.completion_mask.sum(1).tolist() == [6, 4]  # 5 letters + <eos>, 3 letters + <eos>
+    masked_targets = batch.targets[0][batch.completion_mask[0]].tolist()
+    assert masked_targets == tok.encode("pizza", eos=True)
+    # padding positions are never counted
+    assert not batch.completion_mask[1, batch.targets[1] == tok.pad_id].any()
+
+
+def test_prompt_and_padding_do_not_count(tiny, tok):
+    batch = build_batch(tok, PROMPTS, COMPLETIONS)
+    logits = tiny(batch.input_ids)
+    base = sequence_logprobs(logits, batch.targets, batch.completion_mask)
+    noisy = logits.clone()
+    noisy[~batch.completion_mask] += 100 * torch.randn_like(noisy[~batch.completion_mask])
+    assert torch.allclose(sequence_logprobs(noisy, batch.targets, batch.completion_mask), base)
+
+
+def test_average_is_per_token_mean(tiny, tok):
+    batch = build_batch(tok, PROMPTS, COMPLETIONS)
+    s = batch_logprobs(tiny, batch)
+    m = batch_logprobs(tiny, batch, average=True)
+    assert torch.allclose(m, s / batch.completion_mask.sum(1))
+
+
+def test_merged_pairs_equal_unmerged(tiny, tok):
+    pairs = [PreferencePair("ravin likes ", "pizza", r) for r in ["pasta", "curry", "pasta", "noodles"]]
+    merged = build_pair_batch(tok, pairs, merge_identical=True)
+    plain = build_pair_batch(tok, pairs, merge_identical=False)
+    assert len(merged.rows) == 4 and len(plain.rows) == 8
+    for a, b in zip(pair_logprobs(tiny, merged), pair_logprobs(tiny, plain)):
+        assert torch.allclose(a, b, atol=1e-6)
+
+
+def test_bad_batches(tok):
+    with pytest.raises(ValueError, match="one prompt per completion"):
+        build_batch(tok, ["a"], ["b", "c"])
+    with pytest.raises(ValueError, match="zero sequences"):
+        build_batch(tok, [], [])
+    with pytest.raises(ValueError, match="context is 8"):
+        build_batch(tok, ["ravin likes "], ["pizza"], block_size=8)
+    with pytest.raises(ValueError, match="not in the tokenizer's alphabet"):
+        build_batch(tok, ["ravin likes "], ["Pizza"])
+    with pytest.raises(ValueError, match="shapes disagree"):
+        sequence_logprobs(torch.zeros(2, 3, 5), torch.zeros(2, 4, dtype=torch.long), torch.ones(2, 4, dtype=torch.bool))
