@@ -79,6 +79,11 @@ else
 	$(BIN)/nbstripout --keep-output --keep-count --extra-keys "metadata.widgets cell.metadata.execution" $(NOTEBOOKS)
 endif
 
+# The student edition of the chapters, without solutions (stubs raise NotImplementedError), in student/.
+.PHONY: student
+student: setup
+	$(BIN)/python tools/student_edition.py chapters student
+
 bench: setup
 	$(BIN)/python benchmarks/bench_dpo.py
 
