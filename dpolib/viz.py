@@ -100,7 +100,7 @@ def _offline_jshtml(markup: str, *, alt: str, label_text: list[str]) -> str:
         "  setTimeout(hook, 0);\n"
         "})();\n</script>\n"
     )
-    return f'<div class="dpolib-slider">\n{markup}\n{readout}</div>'
+    return f'<div class="dpolib-slider" style="display: inline-block; text-align: center">\n{markup}\n{readout}</div>'
 
 
 def kernel_free_slider(
@@ -112,6 +112,7 @@ def kernel_free_slider(
     fmt: str = "{:g}",
     interval_ms: int = 500,
     alt: str | None = None,
+    tight_layout: bool = True,
 ):
     """A slider over `values` that works on the static website: one pre-rendered frame per value.
 
@@ -119,7 +120,9 @@ def kernel_free_slider(
     value in the title so every frame says what it shows). Every frame is stored as a PNG in the
     page and in the notebook: about 17 KiB per frame at 5x3 in and 100 dpi, so keep it to a few
     dozen frames (at most `MAX_FRAMES`) and a modest dpi. Below the slider a readout shows
-    `f"{label} = {fmt.format(value)}"` for the current frame.
+    `f"{label} = {fmt.format(value)}"` for the current frame. `alt` is the frames' alt text
+    (default: what the slider varies). Unless the figure has a layout engine or
+    `tight_layout=False`, it is laid out once (`fig.tight_layout()`) after drawing the first value.
 
     The figure is closed (no second static copy appears) and nothing is requested from another
     host (matplotlib's font-awesome CDN link is removed). Returns an `IPython.display.HTML`;
@@ -156,8 +159,17 @@ def kernel_free_slider(
         draw(value)
         return []  # blit is off: the whole figure is redrawn per frame
 
+    def init() -> list:
+        # Frames are saved at the figure's size (no bbox_inches="tight" as in inline plots), so
+        # labels can fall off the edge: lay the figure out once, on the first value, and keep that
+        # layout for every frame (re-laying out per frame would make the axes jump).
+        draw(frames[0])
+        if tight_layout and fig.get_layout_engine() is None:
+            fig.tight_layout()
+        return []
+
     try:
-        anim = FuncAnimation(fig, update, frames=frames, init_func=lambda: [], interval=interval_ms,
+        anim = FuncAnimation(fig, update, frames=frames, init_func=init, interval=interval_ms,
                              repeat=False, blit=False, cache_frame_data=False)
         markup = anim.to_jshtml(default_mode="once")
     finally:

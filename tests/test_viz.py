@@ -32,13 +32,25 @@ def test_slider_has_one_frame_per_value_and_no_remote_requests():
     fig, draw, calls = _figure()
     out = viz.kernel_free_slider(fig, draw, [0.1, 1.0, 10.0])
     markup = out.data
-    assert calls == [0.1, 1.0, 10.0]  # exactly one draw per value: no extra init frame
+    assert calls == [0.1, 0.1, 1.0, 10.0]  # the layout pass on the first value, then one draw per frame
     assert len(re.findall(r'frames\[\d+\] = "data:image/png;base64,', markup)) == 3
     # nothing that a browser would fetch from another host
     assert "http://" not in markup and "https://" not in markup and "//" + "cdn" not in markup
     assert "font-awesome" not in markup and 'class="fa ' not in markup
     assert 'type="range"' in markup
     assert re.search(r'<img id="_anim_img[0-9a-f]+" alt="[^"]+">', markup)
+
+
+def test_slider_lays_out_the_figure_once_unless_told_not_to():
+    fig, draw, _ = _figure()
+    fig.axes[0].set_xlabel("a label that needs room")
+    before = fig.subplotpars.bottom
+    viz.kernel_free_slider(fig, draw, [1.0, 2.0])
+    assert fig.subplotpars.bottom != before
+    fig, draw, _ = _figure()
+    before = fig.subplotpars.bottom
+    viz.kernel_free_slider(fig, draw, [1.0, 2.0], tight_layout=False)
+    assert fig.subplotpars.bottom == before
 
 
 def test_slider_closes_the_figure():
