@@ -335,3 +335,13 @@ def test_slider_changes_the_frame(driver, site, page):
             assert readout[0].text != text_before, "the value readout did not follow the slider"
         slider.send_keys(Keys.HOME)
         assert img.get_attribute("src") == before
+
+
+@pytest.mark.browser
+def test_citations_are_author_year_and_the_bibliography_lists_every_paper(site):
+    intro = (site / "chapters" / "intro.html").read_text(encoding="utf-8")
+    assert "Rafailov <em>et al.</em>, 2023" in intro, "citations are not author-year (bibtex_reference_style)"
+    bibliography = (site / "chapters" / "bibliography.html").read_text(encoding="utf-8")
+    keys = re.findall(r"^@\w+\{([^,]+),", (BOOK / "references.bib").read_text(), flags=re.M)
+    entries = re.findall(r'role="doc-biblioentry"', bibliography)
+    assert len(entries) == len(keys) > 0
