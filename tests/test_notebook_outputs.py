@@ -59,6 +59,17 @@ def test_chapter_outputs_come_from_one_clean_run(path: Path):
     assert stored_output_problems(nb) == []
 
 
+@pytest.mark.parametrize("path", chapter_notebooks(), ids=lambda p: p.name)
+def test_chapter_first_code_cell_installs_dpolib_only_in_colab(path: Path):
+    """The Colab launch button works because the first code cell installs dpolib there (a no-op elsewhere)."""
+    nb = nbformat.read(path, as_version=4)
+    first = next(c for c in nb.cells if c.cell_type == "code")
+    assert 'if "google.colab" in sys.modules:' in first.source, "first code cell: the Colab-only install"
+    assert "pip install" in first.source and "dpolib @ git+https://github.com/dpo-course/dpo-course" in first.source
+    assert "hide-input" in first.metadata.get("tags", []), "tag the install cell hide-input"
+    assert first.get("outputs") == [], "outside Colab the install cell prints nothing"
+
+
 def _code(source: str, outputs=(), count=None) -> nbformat.NotebookNode:
     cell = nbformat.v4.new_code_cell(textwrap.dedent(source).strip())
     cell.outputs = list(outputs)

@@ -91,6 +91,9 @@ def test_mathjax_is_pinned_to_3_2_2():
     lock = json.loads((ROOT / "package-lock.json").read_text())
     assert lock["packages"]["node_modules/mathjax"]["version"] == "3.2.2"
     assert json.loads((ROOT / "package.json").read_text())["dependencies"]["mathjax"] == "3.2.2"
+    for vendored in (ROOT / "_mathjax" / "mathjax" / "VERSION", SITE / "_static" / "mathjax" / "VERSION"):
+        if vendored.is_file():  # what tools/vendor_mathjax.py copied, and what the site serves
+            assert vendored.read_text().startswith("mathjax 3.2.2 "), vendored
 
 
 # --- browser fixtures ------------------------------------------------------------------------
