@@ -12,6 +12,7 @@ Real preference data satisfies neither exactly.
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -67,7 +68,7 @@ def _log(p: torch.Tensor) -> torch.Tensor:
 
 def make_bandit(k: int = 8, generator: torch.Generator | None = None, reward_scale: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
     """A random bandit: pi_ref = softmax(z) with z ~ N(0, 1), rewards ~ reward_scale * N(0, 1)."""
-    if isinstance(k, bool) or not isinstance(k, int) or k < 2:
+    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 2:
         raise ValueError(f"k must be an int >= 2 (number of responses), got {k!r}")
     pi_ref = torch.softmax(torch.randn(k, generator=generator, dtype=DTYPE), dim=0)
     rewards = reward_scale * torch.randn(k, generator=generator, dtype=DTYPE)
@@ -162,7 +163,7 @@ def sample_preference_pairs(
     pi_ref(i) pi_ref(j), the weights of `expected_dpo_loss`; y_1 wins with probability sigma(r(y_1) - r(y_2)).
     """
     pi_ref, rewards = _check_pair(pi_ref, rewards)
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
         raise ValueError(f"n must be an int >= 1 (number of pairs), got {n!r}")
     if int((pi_ref > 0).sum()) < 2:
         raise ValueError("pi_ref puts all its mass on one response: no pair of different responses can be drawn")
@@ -191,7 +192,7 @@ class DPOFit:
 def _minimise(loss_fn, init: torch.Tensor, method: str, steps: int, lr: float | None) -> tuple[torch.Tensor, list[float]]:
     if method not in ("lbfgs", "adam"):
         raise ValueError(f"unknown method {method!r}; choose 'lbfgs' (exact, small problems) or 'adam'")
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+    if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 1:
         raise ValueError(f"steps must be an int >= 1, got {steps!r}")
     theta = init.detach().clone().to(DTYPE).requires_grad_(True)
     history: list[float] = []
@@ -333,7 +334,7 @@ def frontier_reward(pi_ref: ArrayLike, rewards: ArrayLike, kl_budget: float, tol
     a policy with the same KL and more reward would have a larger E[r] - beta KL, contradicting the theorem.
     """
     pi_ref, rewards = _check_pair(pi_ref, rewards)
-    if not isinstance(kl_budget, (int, float)) or math.isnan(kl_budget) or kl_budget < 0:
+    if isinstance(kl_budget, bool) or not isinstance(kl_budget, numbers.Real) or math.isnan(kl_budget) or kl_budget < 0:
         raise ValueError(f"kl_budget must be a number >= 0 (nats), got {kl_budget!r}")
     best = rewards == rewards.max()
     kl_max = -math.log(float(pi_ref[best].sum()))

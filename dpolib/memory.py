@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import math
+import numbers
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
@@ -31,7 +32,7 @@ def bytes_per_param(precision: str) -> int:
 
 
 def _check_params(n_params: float, name: str = "n_params") -> float:
-    if isinstance(n_params, bool) or not isinstance(n_params, (int, float)):
+    if isinstance(n_params, bool) or not isinstance(n_params, numbers.Real):
         raise TypeError(f"{name} must be a number of parameters (int or float such as 7e9), got {type(n_params).__name__}")
     if not math.isfinite(n_params) or n_params < 0:
         raise ValueError(f"{name} must be a finite number >= 0, got {n_params!r}; pass e.g. 7e9 for a 7B model")
@@ -55,7 +56,7 @@ class TrainingRecipe:
     def __post_init__(self) -> None:
         bytes_per_param(self.precision)
         bytes_per_param(self.optimizer_precision)
-        if isinstance(self.n_moments, bool) or not isinstance(self.n_moments, int) or self.n_moments < 0:
+        if isinstance(self.n_moments, bool) or not isinstance(self.n_moments, numbers.Integral) or self.n_moments < 0:
             raise ValueError(f"n_moments must be an int >= 0 (Adam 2, SGD+momentum 1, SGD 0), got {self.n_moments!r}")
 
     def weight_bytes(self) -> int:

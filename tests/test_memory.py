@@ -129,3 +129,9 @@ def test_measured_bf16_weights():
     assert measured.weights == measured.grads == 2 * 15
     with pytest.raises(TypeError):
         measure_training_memory("not a model", _gpt_loss)
+
+
+def test_numpy_numbers_are_accepted():
+    np = pytest.importorskip("numpy")
+    assert model_memory("policy", np.int64(10), trained=True).total == 160
+    assert model_memory("policy", np.float64(1e9), trained=False).total == 2e9
