@@ -110,7 +110,7 @@ def test_source_markdown_is_the_real_source():
     import dpolib.runtime
 
     md = viz.source_markdown(dpolib.runtime.seed_everything)
-    assert md.startswith("`dpolib.runtime.seed_everything` (dpolib/runtime.py, line ")
+    assert md.startswith("`dpolib.runtime.seed_everything` (dpolib/runtime.py):\n\n")
     assert "```python\n" + inspect.getsource(dpolib.runtime.seed_everything).rstrip("\n") + "\n```" in md
 
 
