@@ -10,6 +10,8 @@ import torch.nn.functional as F
 
 from .tokenizer import CharTokenizer
 
+KV = tuple[torch.Tensor, torch.Tensor]  # one layer's keys and values, (batch, heads, time, head_dim)
+
 
 @dataclass
 class GPTConfig:
@@ -43,13 +45,23 @@ class CausalSelfAttention(nn.Module):
         self.proj = nn.Linear(cfg.n_embd, cfg.n_embd)
         self.dropout = cfg.dropout
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, past: KV | None = None) -> tuple[torch.Tensor, KV]:
+        """Attend over `past` keys/values (a shared prefix, batch 1 or B) and x's own; return (y, all keys/values)."""
         B, T, C = x.shape
         q, k, v = self.qkv(x).split(C, dim=2)
         # (B, T, C) -> (B, heads, T, C/heads)
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0)
-        return self.proj(y.transpose(1, 2).reshape(B, T, C))
+        dropout = self.dropout if self.training else 0.0
+        if past is None:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=dropout)
+        else:
+            P = past[0].shape[2]
+            k = torch.cat([past[0].expand(B, -1, -1, -1), k], dim=2)
+            v = torch.cat([past[1].expand(B, -1, -1, -1), v], dim=2)
+            # new token i sits at position P + i: it sees the whole prefix and new tokens <= i
+            mask = torch.ones(T, P + T, dtype=torch.bool, device=x.device).tril(diagonal=P)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
+        return self.proj(y.transpose(1, 2).reshape(B, T, C)), (k, v)
 
 
 class Block(nn.Module):
@@ -64,9 +76,10 @@ class Block(nn.Module):
             nn.Linear(cfg.n_embd, 4 * cfg.n_embd), nn.GELU(), nn.Linear(4 * cfg.n_embd, cfg.n_embd), nn.Dropout(cfg.dropout)
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.ln1(x))
-        return x + self.mlp(self.ln2(x))
+    def forward(self, x: torch.Tensor, past: KV | None = None) -> tuple[torch.Tensor, KV]:
+        a, kv = self.attn(self.ln1(x), past)
+        x = x + a
+        return x + self.mlp(self.ln2(x)), kv
 
 
 @dataclass
@@ -109,21 +122,36 @@ class GPT(nn.Module):
     def device(self) -> torch.device:
         return self.head.weight.device
 
-    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
-        """Logits of shape (batch, time, vocab) for ids of shape (batch, time)."""
+    def forward(self, input_ids: torch.Tensor, past: list[KV] | None = None) -> torch.Tensor:
+        """Logits of shape (batch, time, vocab) for ids of shape (batch, time).
+
+        With `past` (from `prefix_cache`), the ids continue that prefix: every row shares it, and it is
+        computed once instead of once per row. The logits equal those of the full sequences."""
+        return self._run(input_ids, past)[0]
+
+    def prefix_cache(self, prefix_ids: torch.Tensor) -> list[KV]:
+        """Keys and values of every layer for a prefix of shape (1, P), to pass as `past`."""
+        if prefix_ids.dim() != 2 or prefix_ids.shape[0] != 1:
+            raise ValueError(f"a shared prefix has shape (1, length), got {tuple(prefix_ids.shape)}")
+        return self._run(prefix_ids, None)[1]
+
+    def _run(self, input_ids: torch.Tensor, past: list[KV] | None) -> tuple[torch.Tensor, list[KV]]:
         if input_ids.dim() != 2:
             raise ValueError(f"input_ids must have shape (batch, time), got {tuple(input_ids.shape)}")
-        T = input_ids.shape[1]
+        P = 0 if past is None else past[0][0].shape[2]
+        T = P + input_ids.shape[1]
         if T > self.config.block_size:
             raise ValueError(
                 f"sequence of {T} tokens is longer than the model's context ({self.config.block_size}); "
                 "shorten the prompt/completion or build a model with a larger block_size"
             )
-        pos = torch.arange(T, device=input_ids.device)
+        pos = torch.arange(P, T, device=input_ids.device)
         x = self.tok_emb(input_ids) + self.pos_emb(pos)
-        for block in self.blocks:
-            x = block(x)
-        return self.head(self.ln_f(x))
+        cache = []
+        for i, block in enumerate(self.blocks):
+            x, kv = block(x, None if past is None else past[i])
+            cache.append(kv)
+        return self.head(self.ln_f(x)), cache
 
     @torch.no_grad()
     def sample_batch(

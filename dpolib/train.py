@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 
 from .checkpoint import load_dpo_checkpoint, save_checkpoint
 from .data import PreferencePair, validate_pairs
-from .logprobs import SequenceBatch, batch_logprobs, build_batch, build_pair_batch
+from .logprobs import batch_logprobs, build_batch, build_pair_batch
 from .losses import _check_beta, dpo_loss, token_kl_to_reference
 from .model import GPT
 from .tokenizer import CharTokenizer
@@ -239,8 +239,7 @@ def run_dpo_episodes(
             ci, ri = data.chosen_index[idx], data.rejected_index[idx]
             # forward only the distinct rows this batch needs
             needed, inverse = torch.unique(torch.cat([ci, ri]), return_inverse=True)
-            rows = SequenceBatch(data.rows.input_ids[needed], data.rows.targets[needed], data.rows.completion_mask[needed])
-            row_logps = batch_logprobs(policy, rows, average_logprobs)
+            row_logps = batch_logprobs(policy, data.rows.select(needed), average_logprobs)
             out = dpo_loss(
                 row_logps[inverse[: len(idx)]], row_logps[inverse[len(idx):]], ref_rows[ci], ref_rows[ri],
                 beta, loss_type, label_smoothing,

@@ -68,3 +68,28 @@ def test_bad_batches(tok):
         build_batch(tok, ["ravin likes "], ["Pizza"])
     with pytest.raises(ValueError, match="shapes disagree"):
         sequence_logprobs(torch.zeros(2, 3, 5), torch.zeros(2, 4, dtype=torch.long), torch.ones(2, 4, dtype=torch.bool))
+
+
+def test_shared_prompt_is_read_once_with_the_same_values_and_gradients(tiny, tok):
+    completions = ["pizza", "pasta", "dumplings", "pho"]
+    batch = build_batch(tok, ["ravin likes "] * 4, completions)
+    assert batch.shared_prefix == len("ravin likes ")  # <bos> + prompt, less the last prompt token
+    fast = batch_logprobs(tiny, batch)
+    plain = sequence_logprobs(tiny(batch.input_ids), batch.targets, batch.completion_mask)
+    want = torch.stack([one_at_a_time(tiny, tok, "ravin likes ", c) for c in completions])
+    assert torch.allclose(fast, want, atol=1e-5) and torch.allclose(plain, want, atol=1e-5)
+    g_fast = torch.autograd.grad(fast.sum(), list(tiny.parameters()))
+    g_plain = torch.autograd.grad(plain.sum(), list(tiny.parameters()))
+    for a, b in zip(g_fast, g_plain):
+        assert torch.allclose(a, b, atol=1e-5, rtol=1e-4)
+    # a subset of rows keeps the prefix; different prompts share only <bos>
+    assert batch.select(torch.tensor([1, 3])).shared_prefix == batch.shared_prefix
+    assert build_batch(tok, PROMPTS, COMPLETIONS).shared_prefix == 1
+
+
+def test_prefix_cache_checks_its_input(tiny, tok):
+    with pytest.raises(ValueError, match=r"shape \(1, length\)"):
+        tiny.prefix_cache(torch.zeros(2, 3, dtype=torch.long))
+    past = tiny.prefix_cache(torch.zeros(1, 30, dtype=torch.long))
+    with pytest.raises(ValueError, match="longer than the model's context"):
+        tiny(torch.zeros(1, 5, dtype=torch.long), past=past)
