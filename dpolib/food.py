@@ -29,13 +29,17 @@ def food_tokenizer() -> CharTokenizer:
     return CharTokenizer(tuple(ALPHABET))
 
 
-def train_food_model(recipe: dict | None = None, progress: bool | None = None) -> tuple[GPT, CharTokenizer, list[float]]:
-    """Pretrain the tiny GPT on the people-food corpus with `RECIPE`; returns (model, tokenizer, losses)."""
+def train_food_model(
+    recipe: dict | None = None, progress: bool | None = None, device: torch.device | str | None = None
+) -> tuple[GPT, CharTokenizer, list[float]]:
+    """Pretrain the tiny GPT on the people-food corpus with `RECIPE`; returns (model, tokenizer, losses).
+
+    On the CPU (the default) the result is the shipped checkpoint; on a GPU it agrees to rounding."""
     r = {**RECIPE, **(recipe or {})}
     tokenizer = food_tokenizer()
     seed_everything(r["init_seed"])
     cfg = GPTConfig(tokenizer.vocab_size, block_size=r["block_size"], n_layer=r["n_layer"], n_head=r["n_head"], n_embd=r["n_embd"])
-    model = GPT(cfg)
+    model = GPT(cfg).to(device or "cpu")
     sentences = count_sentences(make_corpus(r["n_sentences"], r["corpus_seed"]))
     losses = pretrain(model, tokenizer, sentences, steps=r["steps"], lr=r["lr"], warmup=r["warmup"], progress=progress)
     return model, tokenizer, losses
