@@ -45,8 +45,9 @@ class CausalSelfAttention(nn.Module):
         self.proj = nn.Linear(cfg.n_embd, cfg.n_embd)
         self.dropout = cfg.dropout
 
-    def forward(self, x: torch.Tensor, past: KV | None = None) -> tuple[torch.Tensor, KV]:
-        """Attend over `past` keys/values (a shared prefix, batch 1 or B) and x's own; return (y, all keys/values)."""
+    def forward(self, x: torch.Tensor, past: KV | None = None, cache: list[KV] | None = None) -> torch.Tensor:
+        """Attend over `past` keys/values (a shared prefix, batch 1 or B) and x's own; append the keys and
+        values to `cache` when one is given."""
         B, T, C = x.shape
         q, k, v = self.qkv(x).split(C, dim=2)
         # (B, T, C) -> (B, heads, T, C/heads)
@@ -61,7 +62,9 @@ class CausalSelfAttention(nn.Module):
             # new token i sits at position P + i: it sees the whole prefix and new tokens <= i
             mask = torch.ones(T, P + T, dtype=torch.bool, device=x.device).tril(diagonal=P)
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
-        return self.proj(y.transpose(1, 2).reshape(B, T, C)), (k, v)
+        if cache is not None:
+            cache.append((k, v))
+        return self.proj(y.transpose(1, 2).reshape(B, T, C))
 
 
 class Block(nn.Module):
@@ -76,10 +79,9 @@ class Block(nn.Module):
             nn.Linear(cfg.n_embd, 4 * cfg.n_embd), nn.GELU(), nn.Linear(4 * cfg.n_embd, cfg.n_embd), nn.Dropout(cfg.dropout)
         )
 
-    def forward(self, x: torch.Tensor, past: KV | None = None) -> tuple[torch.Tensor, KV]:
-        a, kv = self.attn(self.ln1(x), past)
-        x = x + a
-        return x + self.mlp(self.ln2(x)), kv
+    def forward(self, x: torch.Tensor, past: KV | None = None, cache: list[KV] | None = None) -> torch.Tensor:
+        x = x + self.attn(self.ln1(x), past, cache)
+        return x + self.mlp(self.ln2(x))
 
 
 @dataclass
@@ -147,10 +149,9 @@ class GPT(nn.Module):
             )
         pos = torch.arange(P, T, device=input_ids.device)
         x = self.tok_emb(input_ids) + self.pos_emb(pos)
-        cache = []
+        cache: list[KV] = []
         for i, block in enumerate(self.blocks):
-            x, kv = block(x, None if past is None else past[i])
-            cache.append(kv)
+            x = block(x, None if past is None else past[i], cache)
         return self.head(self.ln_f(x)), cache
 
     @torch.no_grad()
