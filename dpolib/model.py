@@ -124,20 +124,14 @@ class GPT(nn.Module):
     def device(self) -> torch.device:
         return self.head.weight.device
 
-    def forward(self, input_ids: torch.Tensor, past: list[KV] | None = None) -> torch.Tensor:
+    def forward(
+        self, input_ids: torch.Tensor, past: list[KV] | None = None, cache: list[KV] | None = None
+    ) -> torch.Tensor:
         """Logits of shape (batch, time, vocab) for ids of shape (batch, time).
 
-        With `past` (from `prefix_cache`), the ids continue that prefix: every row shares it, and it is
-        computed once instead of once per row. The logits equal those of the full sequences."""
-        return self._run(input_ids, past)[0]
-
-    def prefix_cache(self, prefix_ids: torch.Tensor) -> list[KV]:
-        """Keys and values of every layer for a prefix of shape (1, P), to pass as `past`."""
-        if prefix_ids.dim() != 2 or prefix_ids.shape[0] != 1:
-            raise ValueError(f"a shared prefix has shape (1, length), got {tuple(prefix_ids.shape)}")
-        return self._run(prefix_ids, None)[1]
-
-    def _run(self, input_ids: torch.Tensor, past: list[KV] | None) -> tuple[torch.Tensor, list[KV]]:
+        `past` (from `prefix_cache`) is a prefix every row shares: the ids continue it, and it is computed
+        once instead of once per row, with the same logits. `cache`, if given, collects each layer's keys
+        and values."""
         if input_ids.dim() != 2:
             raise ValueError(f"input_ids must have shape (batch, time), got {tuple(input_ids.shape)}")
         P = 0 if past is None else past[0][0].shape[2]
@@ -149,10 +143,17 @@ class GPT(nn.Module):
             )
         pos = torch.arange(P, T, device=input_ids.device)
         x = self.tok_emb(input_ids) + self.pos_emb(pos)
-        cache: list[KV] = []
         for i, block in enumerate(self.blocks):
             x = block(x, None if past is None else past[i], cache)
-        return self.head(self.ln_f(x)), cache
+        return self.head(self.ln_f(x))
+
+    def prefix_cache(self, prefix_ids: torch.Tensor) -> list[KV]:
+        """Keys and values of every layer for a prefix of shape (1, P), to pass as `past`."""
+        if prefix_ids.dim() != 2 or prefix_ids.shape[0] != 1:
+            raise ValueError(f"a shared prefix has shape (1, length), got {tuple(prefix_ids.shape)}")
+        cache: list[KV] = []
+        self(prefix_ids, cache=cache)
+        return cache
 
     @torch.no_grad()
     def sample_batch(
