@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 
 from .checkpoint import load_dpo_checkpoint, save_checkpoint
 from .data import PreferencePair, validate_pairs
-from .logprobs import batch_logprobs, build_batch, build_pair_batch
+from .logprobs import PairBatch, SequenceBatch, batch_logprobs, build_batch, build_pair_batch
 from .losses import _check_beta, dpo_loss, token_kl_to_reference
 from .model import GPT
 from .tokenizer import CharTokenizer
@@ -189,78 +189,30 @@ def run_dpo_episodes(
         raise ValueError(f"batch_size must be >= 1 or None (full batch), got {batch_size}")
     if checkpoint_every is not None and checkpoint_dir is None:
         raise ValueError("checkpoint_every needs a checkpoint_dir to write to")
-    device = policy.device
-    reference_policy.to(device).eval()
     if not any(p.requires_grad for p in policy.parameters()):
         raise ValueError("the policy has no trainable parameters (requires_grad is False everywhere); "
                          "was it copied from a frozen model? call policy.requires_grad_(True)")
-
-    data = build_pair_batch(tokenizer, pairs, policy.config.block_size, merge_identical, device)
-    with torch.no_grad():  # the reference never changes: its log-probs are computed once
-        ref_rows = batch_logprobs(reference_policy, data.rows, average_logprobs)
-    anchor_batch = anchor_ref_logits = anchor_w = None
-    if anchor is not None:
-        if anchor.weight < 0:
-            raise ValueError(f"anchor weight must be >= 0, got {anchor.weight}")
-        anchor_batch = build_batch(tokenizer, anchor.prompts, anchor.completions, policy.config.block_size, device)
-        anchor_w = torch.as_tensor(anchor.counts, dtype=torch.float32, device=device)
-        with torch.no_grad():
-            anchor_ref_logits = reference_policy(anchor_batch.input_ids)
-
+    fixed = _Fixed.prepare(pairs, policy, reference_policy, tokenizer, merge_identical, average_logprobs, anchor)
     hparams = {"beta": float(beta), "loss_type": loss_type, "label_smoothing": float(label_smoothing),
                "batch_size": batch_size, "average_logprobs": average_logprobs}
-    history: list[dict] = []
-    start_epoch = 0
+    history, start_epoch = [], 0
     if resume_from is not None:
-        ckpt = load_dpo_checkpoint(resume_from)
-        if ckpt.model.config != policy.config:
-            raise ValueError(f"{resume_from} holds a model of another shape than `policy`; resume with the same model config")
-        if ckpt.extra.get("hparams") != hparams:
-            raise ValueError(f"{resume_from} was trained with {ckpt.extra.get('hparams')}, not {hparams}; resume with the same settings")
-        policy.load_state_dict(ckpt.model.state_dict())
-        if ckpt.optimizer_state is not None:
-            policy_optimizer.load_state_dict(ckpt.optimizer_state)
-        if generator is not None and "generator_state" in ckpt.extra:
-            generator.set_state(ckpt.extra["generator_state"])
-        history = list(ckpt.extra.get("history", []))
-        start_epoch = ckpt.step
+        history, start_epoch = _resume(resume_from, policy, policy_optimizer, generator, hparams)
 
-    P = len(pairs)
-    step = len(history)
     policy.train()
-    bar = tqdm(range(start_epoch, num_epochs), desc="DPO", disable=_progress_disabled(progress))
-    for epoch in bar:
-        if batch_size is None or batch_size >= P:
-            order = [torch.arange(P, device=device)]
-        else:
-            perm = torch.randperm(P, generator=generator).to(device)
-            order = list(perm.split(batch_size))
-        for idx in order:
-            ci, ri = data.chosen_index[idx], data.rejected_index[idx]
-            # forward only the distinct rows this batch needs
-            needed, inverse = torch.unique(torch.cat([ci, ri]), return_inverse=True)
-            row_logps = batch_logprobs(policy, data.rows.select(needed), average_logprobs)
-            out = dpo_loss(
-                row_logps[inverse[: len(idx)]], row_logps[inverse[len(idx):]], ref_rows[ci], ref_rows[ri],
-                beta, loss_type, label_smoothing,
-            )
-            loss = out.loss
-            record = {"epoch": epoch + 1, "step": step + 1, **out.metrics()}
-            if anchor_batch is not None:
-                kl = token_kl_to_reference(policy(anchor_batch.input_ids), anchor_ref_logits, anchor_batch.completion_mask, anchor_w)
-                loss = loss + anchor.weight * kl
-                record["anchor/kl"] = float(kl.detach())
-                record["loss/total"] = float(loss.detach())
+    for epoch in tqdm(range(start_epoch, num_epochs), desc="DPO", disable=_progress_disabled(progress)):
+        for idx in _minibatches(len(pairs), batch_size, generator, policy.device):
+            loss, record = _dpo_step(policy, fixed, idx, beta, loss_type, label_smoothing, average_logprobs)
+            record = {"epoch": epoch + 1, "step": len(history) + 1, **record}
             if not torch.isfinite(loss):
                 raise NonFiniteLossError(
-                    f"the loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}; the policy was not updated "
-                    "and earlier checkpoints are intact. Lower the learning rate or raise beta, then resume from the "
-                    "last checkpoint"
+                    f"the loss became {loss.item()} at epoch {epoch + 1}, step {record['step']}; the policy was not "
+                    "updated and earlier checkpoints are intact. Lower the learning rate or raise beta, then resume "
+                    "from the last checkpoint"
                 )
             policy_optimizer.zero_grad(set_to_none=True)
             loss.backward()
             policy_optimizer.step()
-            step += 1
             history.append(record)
             if callback is not None:
                 callback(record)
@@ -274,9 +226,80 @@ def run_dpo_episodes(
             extra = {"history": history, "hparams": hparams}
             if generator is not None:
                 extra["generator_state"] = generator.get_state()
-            save_checkpoint(
-                Path(checkpoint_dir) / f"dpo_epoch_{epoch + 1:04d}.pt", policy, tokenizer,
-                policy_optimizer, step=epoch + 1, kind="dpo", **extra,
-            )
+            save_checkpoint(Path(checkpoint_dir) / f"dpo_epoch_{epoch + 1:04d}.pt", policy, tokenizer,
+                            policy_optimizer, step=epoch + 1, kind="dpo", **extra)
     policy.eval()
     return policy, history
+
+
+@dataclass
+class _Fixed:
+    """What never changes during a DPO run: the batched rows, the reference's log-probs of them, and the
+    anchor rows with the reference's logits on them."""
+
+    data: PairBatch
+    ref_logps: torch.Tensor
+    anchor: Anchor | None = None
+    anchor_rows: SequenceBatch | None = None
+    anchor_ref_logits: torch.Tensor | None = None
+    anchor_counts: torch.Tensor | None = None
+
+    @classmethod
+    def prepare(cls, pairs: list[PreferencePair], policy: GPT, reference: GPT, tokenizer: CharTokenizer,
+                merge_identical: bool, average_logprobs: bool, anchor: Anchor | None) -> "_Fixed":
+        device, block = policy.device, policy.config.block_size
+        reference.to(device).eval()
+        data = build_pair_batch(tokenizer, pairs, block, merge_identical, device)
+        with torch.no_grad():  # the reference never changes: its log-probs are computed once
+            fixed = cls(data, batch_logprobs(reference, data.rows, average_logprobs))
+            if anchor is not None:
+                if anchor.weight < 0:
+                    raise ValueError(f"anchor weight must be >= 0, got {anchor.weight}")
+                fixed.anchor = anchor
+                fixed.anchor_rows = build_batch(tokenizer, anchor.prompts, anchor.completions, block, device)
+                fixed.anchor_ref_logits = reference(fixed.anchor_rows.input_ids)
+                fixed.anchor_counts = torch.as_tensor(anchor.counts, dtype=torch.float32, device=device)
+        return fixed
+
+
+def _minibatches(n: int, batch_size: int | None, generator: torch.Generator | None, device: torch.device) -> list[torch.Tensor]:
+    """Pair indices for one epoch: all of them at once, or a seeded shuffle cut into batches."""
+    if batch_size is None or batch_size >= n:
+        return [torch.arange(n, device=device)]
+    return list(torch.randperm(n, generator=generator).to(device).split(batch_size))
+
+
+def _dpo_step(policy: GPT, fixed: _Fixed, idx: torch.Tensor, beta: float, loss_type: str,
+              label_smoothing: float, average_logprobs: bool) -> tuple[torch.Tensor, dict]:
+    """The loss on pairs `idx` (DPO, plus the anchor's KL if any) and its metrics under TRL's names."""
+    ci, ri = fixed.data.chosen_index[idx], fixed.data.rejected_index[idx]
+    # forward only the distinct rows this batch needs, chosen and rejected together
+    needed, inverse = torch.unique(torch.cat([ci, ri]), return_inverse=True)
+    logps = batch_logprobs(policy, fixed.data.rows.select(needed), average_logprobs)
+    n = len(idx)
+    out = dpo_loss(logps[inverse[:n]], logps[inverse[n:]], fixed.ref_logps[ci], fixed.ref_logps[ri],
+                   beta, loss_type, label_smoothing)
+    loss, record = out.loss, out.metrics()
+    if fixed.anchor is not None:
+        kl = token_kl_to_reference(policy(fixed.anchor_rows.input_ids), fixed.anchor_ref_logits,
+                                   fixed.anchor_rows.completion_mask, fixed.anchor_counts)
+        loss = loss + fixed.anchor.weight * kl
+        record["anchor/kl"] = float(kl.detach())
+        record["loss/total"] = float(loss.detach())
+    return loss, record
+
+
+def _resume(path: str | os.PathLike, policy: GPT, optimizer: torch.optim.Optimizer,
+            generator: torch.Generator | None, hparams: dict) -> tuple[list[dict], int]:
+    """Restore policy, optimizer and shuffle state from a run_dpo_episodes checkpoint; (history, epoch)."""
+    ckpt = load_dpo_checkpoint(path)
+    if ckpt.model.config != policy.config:
+        raise ValueError(f"{path} holds a model of another shape than `policy`; resume with the same model config")
+    if ckpt.extra.get("hparams") != hparams:
+        raise ValueError(f"{path} was trained with {ckpt.extra.get('hparams')}, not {hparams}; resume with the same settings")
+    policy.load_state_dict(ckpt.model.state_dict())
+    if ckpt.optimizer_state is not None:
+        optimizer.load_state_dict(ckpt.optimizer_state)
+    if generator is not None and "generator_state" in ckpt.extra:
+        generator.set_state(ckpt.extra["generator_state"])
+    return list(ckpt.extra.get("history", [])), ckpt.step
