@@ -243,17 +243,62 @@ def test_real_chapters_leak_nothing(tmp_path):
                 assert c.outputs == [] and c.execution_count is None
 
 
+KINDS = {"calculation", "predict-then-run", "derivation", "implementation", "experiment",
+         "interpretation", "reasoning", "modelling with the calculator"}
+
+
+def instructors_rows() -> list[list[str]]:
+    """The rows of the per-exercise table of instructors.md, as lists of stripped cells."""
+    text = (CHAPTERS / "instructors.md").read_text()
+    return [[c.strip() for c in line.strip().strip("|").split("|")]
+            for line in text.splitlines() if re.match(r"^\|\s*`[\w.-]+\.ipynb`\s*\|", line)]
+
+
 @pytest.mark.skipif(not (CHAPTERS / "instructors.md").exists(), reason="no instructors page yet")
 def test_instructors_table_matches_the_chapters():
-    """Rows of the exercise table in instructors.md name real exercises with their real tier."""
-    rows = re.findall(r"^\|\s*`([\w.-]+\.ipynb)`\s*\|\s*`(ex-[\w-]+)`\s*\|\s*([\w-]+)\s*\|", (CHAPTERS / "instructors.md").read_text(), re.M)
-    real = {(e.chapter, e.label): e.tier for e in se.list_exercises(CHAPTERS)}
+    """Every exercise of the chapters has exactly one row in instructors.md, with its real chapter and tier, and
+    every row is a real exercise."""
     text = (CHAPTERS / "instructors.md").read_text()
+    exercises = se.list_exercises(CHAPTERS)
+    real = {(e.chapter, e.label): e.tier for e in exercises}
+    assert len(real) == len(exercises), "two exercises share a label"
+    rows = instructors_rows()
+    listed = [(row[0].strip("`"), row[1].strip("`")) for row in rows]
+    duplicated = sorted({x for x in listed if listed.count(x) > 1})
+    assert not duplicated, f"instructors.md lists these exercises twice: {duplicated}"
+    missing = sorted(set(real) - set(listed))
+    assert not missing, f"exercises with no row in instructors.md's table: {missing}"
+    invented = sorted(set(listed) - set(real))
+    assert not invented, f"instructors.md's table lists exercises that no chapter has (or in the wrong chapter): {invented}"
     for label in set(re.findall(r"`(ex-[\w-]+)`", text)):
-        assert label in {e.label for e in se.list_exercises(CHAPTERS)}, f"instructors.md names {label}, which no chapter has"
-    for chapter, label, tier in rows:
-        assert (chapter, label) in real, f"instructors.md lists {label} in {chapter}, which does not exist"
-        assert real[(chapter, label)] == tier, f"{label}: instructors.md says {tier}, the chapter says {real[(chapter, label)]}"
+        assert label in {e.label for e in exercises}, f"instructors.md names {label}, which no chapter has"
+    for row, key in zip(rows, listed):
+        assert row[2] == real[key], f"{key[1]}: instructors.md says {row[2]}, the chapter says {real[key]}"
+
+
+@pytest.mark.skipif(not (CHAPTERS / "instructors.md").exists(), reason="no instructors page yet")
+def test_instructors_table_kinds_checkers_times_and_answers():
+    """Each row has a known kind, a time, and a checker exactly when it is an implementation (one that its chapter
+    calls); each exercise has an entry in the answer key."""
+    from dpolib import exercises as ex
+
+    text = (CHAPTERS / "instructors.md").read_text()
+    key = text[text.index("## Answer key"):]
+    for chapter, label, _tier, kind, checker, time in instructors_rows():
+        chapter, label = chapter.strip("`"), label.strip("`")
+        kinds = {k.strip() for k in kind.split(",")}
+        assert kinds and kinds <= KINDS, f"{label}: unknown kind {kind!r}"
+        assert re.fullmatch(r"\d+ min", time), f"{label}: the time should read like '15 min', not {time!r}"
+        checkers = re.findall(r"`(check_\w+)`", checker)
+        if "implementation" in kinds:
+            assert checkers, f"{label}: an implementation exercise must name its checker"
+            source = "\n".join(c.source for c in nbformat.read(CHAPTERS / chapter, as_version=4).cells)
+            for name in checkers:
+                assert name in ex.__all__, f"{label}: {name} is not a checker of dpolib.exercises"
+                assert re.search(rf"\b{name}\(", source), f"{label}: {chapter} never calls {name}"
+        else:
+            assert not checker, f"{label}: only implementation exercises have a checker, not {checker!r}"
+        assert re.search(rf"^- `{re.escape(label)}`: \S", key, re.M), f"{label}: no entry in the answer key"
 
 
 def test_makefile_has_a_student_target():
