@@ -11,6 +11,8 @@ import torch
 import torch.nn.functional as F
 
 LOSS_TYPES = ("sigmoid", "robust", "ipo", "hinge")
+# Not a loss to train with: the DPO paper's ablation, DPO's gradient without its sigma(.) weight.
+ABLATIONS = ("unweighted",)
 
 
 def _check_beta(beta: float) -> None:
@@ -57,10 +59,11 @@ def preference_losses(
     robust   [-(1-eps) log sigma(beta d) + eps log sigma(-beta d)] / (1 - 2 eps)
     ipo      (d - 1/(2 beta))^2
     hinge    max(0, 1 - beta d)
+    unweighted  -beta d   (ablation only: every pair pushed equally hard, forever)
     """
     _check_beta(beta)
-    if loss_type not in LOSS_TYPES:
-        raise ValueError(f"unknown loss_type {loss_type!r}; choose one of {LOSS_TYPES}")
+    if loss_type not in LOSS_TYPES + ABLATIONS:
+        raise ValueError(f"unknown loss_type {loss_type!r}; choose one of {LOSS_TYPES} (or the ablation {ABLATIONS[0]!r})")
     if not 0.0 <= label_smoothing < 0.5:
         raise ValueError(f"label_smoothing must be in [0, 0.5), got {label_smoothing}; it is the assumed share of flipped labels")
     if label_smoothing and loss_type not in ("sigmoid", "robust"):
@@ -72,6 +75,8 @@ def preference_losses(
         return (-(1 - eps) * F.logsigmoid(beta * logits) + eps * F.logsigmoid(-beta * logits)) / (1 - 2 * eps)
     if loss_type == "ipo":
         return (logits - 1 / (2 * beta)) ** 2
+    if loss_type == "unweighted":
+        return -beta * logits
     return torch.relu(1 - beta * logits)
 
 

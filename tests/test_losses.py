@@ -63,6 +63,14 @@ def test_loss_matches_plain_rederivation(loss_type, beta):
         assert got == pytest.approx(want, rel=1e-10, abs=1e-12)
 
 
+def test_unweighted_ablation_has_a_constant_gradient():
+    # DPO's gradient per pair is -beta * sigma(-beta d); the ablation drops sigma: -beta, however large d is
+    d = torch.tensor([-5.0, 0.0, 40.0], requires_grad=True)
+    preference_losses(d, 0.5, "unweighted").sum().backward()
+    assert torch.equal(d.grad, torch.full((3,), -0.5))
+    assert "unweighted" not in LOSS_TYPES
+
+
 def test_robust_is_unbiased_in_expectation():
     # with labels flipped at rate eps, the robust loss averages to the clean DPO loss
     h, beta, eps = t(0.3, -1.2, 2.5), 0.7, 0.2
