@@ -248,6 +248,12 @@ def test_page(driver, site, page):
         "i.complete, i.naturalWidth]);"
     )
     problems += [f"image not loaded: {src[:150]}" for src, complete, width in images if not (complete and width > 0)]
+    # ... and every image says what it shows to a reader who cannot see it (figures carry alt text)
+    no_alt = driver.execute_script(
+        "return Array.from(document.images).filter(i => !(i.getAttribute('alt') || '').trim())"
+        ".map(i => (i.currentSrc || i.src).slice(-60));"
+    )
+    problems += [f"image without alt text: {src}" for src in no_alt]
 
     # 5. internal links resolve to existing files (and anchors)
     links = driver.execute_script(
