@@ -96,11 +96,19 @@ def sample_report(
 
 def drift(
     policy: GPT,
-    reference: GPT,
+    reference: GPT | None,
     tokenizer: CharTokenizer,
     people: Sequence[str] = PEOPLE,
+    reference_table: dict[str, dict[str, float]] | None = None,
 ) -> dict[str, dict[str, float]]:
-    """Per person: TVD and KL(policy || reference) between exact food distributions."""
+    """Per person: TVD and KL(policy || reference) between exact food distributions.
+
+    Pass `reference_table` (the reference's `distribution_table`) to measure many policies against one
+    reference without recomputing it; `reference` may then be None."""
     pol = distribution_table(policy, tokenizer, people)
-    ref = distribution_table(reference, tokenizer, people)
+    if reference_table is None:
+        if reference is None:
+            raise ValueError("drift needs the reference model or its reference_table")
+        reference_table = distribution_table(reference, tokenizer, people)
+    ref = reference_table
     return {p: {"tvd": total_variation(pol[p], ref[p]), "kl": kl_divergence(pol[p], ref[p])} for p in people}

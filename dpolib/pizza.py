@@ -17,7 +17,7 @@ import torch
 from .checkpoint import save_checkpoint
 from .data import PEOPLE, build_preference_pairs, count_sentences, make_corpus, prompt_for, split_sentence
 from .evaluate import drift, sample_report
-from .food import load_food_model, shipped_checkpoint_path, train_food_model
+from .food import RECIPE, load_food_model, shipped_checkpoint_path, train_food_model
 from .runtime import get_device, seed_everything
 from .train import Anchor, run_dpo_episodes
 
@@ -29,9 +29,10 @@ def pizza_reward(prompt: str, completion: str) -> float:
     return float(completion == TARGET)
 
 
-def other_people_anchor(weight: float, exclude: str = PERSON, seed: int = 0) -> Anchor:
-    """An Anchor on every other person's corpus sentences (weighted by count)."""
-    rows = [(split_sentence(s), c) for s, c in count_sentences(make_corpus(5000, seed)) if not s.startswith(exclude + " ")]
+def other_people_anchor(weight: float, exclude: str = PERSON) -> Anchor:
+    """An Anchor on every other person's sentences in the food model's corpus (weighted by count)."""
+    corpus = make_corpus(RECIPE["n_sentences"], RECIPE["corpus_seed"])
+    rows = [(split_sentence(s), c) for s, c in count_sentences(corpus) if not s.startswith(exclude + " ")]
     return Anchor([p for (p, _), _ in rows], [f for (_, f), _ in rows], [c for _, c in rows], weight)
 
 
@@ -43,8 +44,7 @@ def run(seed: int = 0, beta: float = 0.5, epochs: int = 20, lr: float = 1e-4, n_
     generator = seed_everything(seed)
     dev = get_device(device)
     if retrain or not shipped_checkpoint_path().is_file():
-        reference, tokenizer, _ = train_food_model(progress=False)
-        reference.to(dev)
+        reference, tokenizer, _ = train_food_model(progress=False, device=dev)
         pretrained_here = True
     else:
         reference, tokenizer = load_food_model(dev)

@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterable, Sequence
 import torch
 
 from .data import PEOPLE, PreferencePair, prompt_for, validate_pairs
-from .evaluate import OTHER, completion_distribution, distribution_table, kl_divergence, total_variation
+from .evaluate import OTHER, completion_distribution, distribution_table, drift, kl_divergence
 from .logprobs import build_pair_batch, pair_logprobs
 from .losses import dpo_gradient_weight
 from .model import GPT
@@ -92,8 +92,8 @@ class Evaluator:
         d = u_w - u_l
         tvd_mean = tvd_max = None
         if others:
-            table = distribution_table(policy, self.tokenizer, self.others)
-            tvds = [total_variation(table[p], self.reference_others[p]) for p in self.others]
+            moved = drift(policy, None, self.tokenizer, self.others, reference_table=self.reference_others)
+            tvds = [m["tvd"] for m in moved.values()]
             tvd_mean, tvd_max = sum(tvds) / len(tvds), max(tvds)
         return Snapshot(
             epoch=epoch,

@@ -52,3 +52,14 @@ def test_corpus_matches_tastes():
     assert all(sum(v.values()) == pytest.approx(1) for v in dist.values())
     assert 0.10 <= dist["ravin"]["pizza"] <= 0.15
     assert len(count_sentences(make_corpus(5000))) < 100
+
+
+def test_drift_with_a_precomputed_reference_table(food):
+    from dpolib.evaluate import distribution_table, drift
+
+    model, tok = food
+    people = ["maya", "leo"]
+    table = distribution_table(model, tok, people)
+    assert drift(model, model, tok, people) == drift(model, None, tok, people, reference_table=table)
+    with pytest.raises(ValueError, match="reference model or its reference_table"):
+        drift(model, None, tok, people)
