@@ -7,6 +7,7 @@ writing pages, again as `_JavaScript("", ...)`; the two compare unequal, so ever
 sphinx-doc/sphinx#13402 (Sphinx 8.2), which jupyter-book 1 cannot use. Normalising `None` to
 `""` makes the duplicate check see one script.
 """
+
 from __future__ import annotations
 
 import functools
@@ -19,11 +20,16 @@ _original_add_js_file = StandaloneHTMLBuilder.add_js_file
 
 
 @functools.wraps(_original_add_js_file)
-def _add_js_file(self: StandaloneHTMLBuilder, filename: str | None, **kwargs: Any) -> None:
+def _add_js_file(
+    self: StandaloneHTMLBuilder, filename: str | None, **kwargs: Any
+) -> None:
     _original_add_js_file(self, filename or "", **kwargs)
 
 
 def setup(app: Sphinx) -> dict:
-    if getattr(StandaloneHTMLBuilder.add_js_file, "__wrapped__", None) is not _original_add_js_file:
+    if (
+        getattr(StandaloneHTMLBuilder.add_js_file, "__wrapped__", None)
+        is not _original_add_js_file
+    ):
         StandaloneHTMLBuilder.add_js_file = _add_js_file  # type: ignore[method-assign]
     return {"version": "1.0", "parallel_read_safe": True, "parallel_write_safe": True}

@@ -5,6 +5,7 @@ The folder `_mathjax/` (holding `mathjax/tex-mml-chtml.js` and what it loads) is
 .js/.css files to inject into every page: MathJax's ~70 scripts are copied but only the one entry
 point is loaded, by Sphinx's mathjax extension via `mathjax_path`.
 """
+
 from __future__ import annotations
 
 from pathlib import Path

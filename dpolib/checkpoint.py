@@ -1,4 +1,5 @@
 """Checkpoints: written atomically, read with weights_only=True, carrying everything needed to resume."""
+
 from __future__ import annotations
 
 import os
@@ -70,7 +71,9 @@ def save_checkpoint(
         "config": model.config.to_dict(),
         "tokenizer": tokenizer.to_dict(),
         "model_state": _to_cpu(model.state_dict()),
-        "optimizer_state": _to_cpu(optimizer.state_dict()) if optimizer is not None else None,
+        "optimizer_state": _to_cpu(optimizer.state_dict())
+        if optimizer is not None
+        else None,
         "step": int(step),
         "extra": _to_cpu(extra),
     }
@@ -81,10 +84,14 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
     """Load a checkpoint's raw dictionary safely (weights_only=True) and check that dpolib wrote it."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}; check the path, or train and save one first")
+        raise FileNotFoundError(
+            f"no checkpoint at {path}; check the path, or train and save one first"
+        )
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # torch warns about pickle protocols on foreign files
+            warnings.simplefilter(
+                "ignore"
+            )  # torch warns about pickle protocols on foreign files
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         raise ValueError(
@@ -97,9 +104,13 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
             "restore it from a good copy or retrain"
         ) from e
     if not isinstance(obj, dict) or obj.get("format") != FORMAT:
-        raise ValueError(f"{path} is a torch file but not a dpolib checkpoint (no '{FORMAT}' marker); was it written by another program?")
+        raise ValueError(
+            f"{path} is a torch file but not a dpolib checkpoint (no '{FORMAT}' marker); was it written by another program?"
+        )
     if obj.get("version") != VERSION:
-        raise ValueError(f"{path} is a dpolib checkpoint of version {obj.get('version')}, this dpolib reads version {VERSION}")
+        raise ValueError(
+            f"{path} is a dpolib checkpoint of version {obj.get('version')}, this dpolib reads version {VERSION}"
+        )
     return obj
 
 
@@ -115,7 +126,9 @@ class Checkpoint:
     extra: dict = field(default_factory=dict)
 
 
-def load_checkpoint(path: str | os.PathLike, device: torch.device | str | None = None) -> Checkpoint:
+def load_checkpoint(
+    path: str | os.PathLike, device: torch.device | str | None = None
+) -> Checkpoint:
     """Rebuild the model from a checkpoint's config and weights, on `device` (default: CPU)."""
     raw = read_checkpoint(path)
     cfg = GPTConfig(**raw["config"])
@@ -124,16 +137,24 @@ def load_checkpoint(path: str | os.PathLike, device: torch.device | str | None =
     try:
         model.load_state_dict(raw["model_state"])
     except RuntimeError as e:
-        raise ValueError(f"{path}: the saved weights do not fit the saved config ({e}); the file is damaged") from e
+        raise ValueError(
+            f"{path}: the saved weights do not fit the saved config ({e}); the file is damaged"
+        ) from e
     if device is not None:
         model.to(device)
-    return Checkpoint(model, tokenizer, raw["step"], raw["kind"], raw["optimizer_state"], raw["extra"])
+    return Checkpoint(
+        model, tokenizer, raw["step"], raw["kind"], raw["optimizer_state"], raw["extra"]
+    )
 
 
-def load_dpo_checkpoint(path: str | os.PathLike, device: torch.device | str | None = None) -> Checkpoint:
+def load_dpo_checkpoint(
+    path: str | os.PathLike, device: torch.device | str | None = None
+) -> Checkpoint:
     """Load a checkpoint written by `run_dpo_episodes`: `.model` is the policy, `.step` the epoch,
     `.extra` holds the history and the hyper-parameters of the run."""
     ckpt = load_checkpoint(path, device)
     if ckpt.kind != "dpo":
-        raise ValueError(f"{path} is a {ckpt.kind!r} checkpoint, not one written by run_dpo_episodes; use load_checkpoint")
+        raise ValueError(
+            f"{path} is a {ckpt.kind!r} checkpoint, not one written by run_dpo_episodes; use load_checkpoint"
+        )
     return ckpt

@@ -2,6 +2,7 @@
 
 Only completion tokens count (the end token included); prompt and padding are masked out.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -25,11 +26,21 @@ class SequenceBatch:
     shared_prefix: int = 0
 
     def to(self, device: torch.device | str) -> "SequenceBatch":
-        return SequenceBatch(self.input_ids.to(device), self.targets.to(device), self.completion_mask.to(device), self.shared_prefix)
+        return SequenceBatch(
+            self.input_ids.to(device),
+            self.targets.to(device),
+            self.completion_mask.to(device),
+            self.shared_prefix,
+        )
 
     def select(self, index: torch.Tensor) -> "SequenceBatch":
         """The rows `index` (any subset of rows keeps their common prefix)."""
-        return SequenceBatch(self.input_ids[index], self.targets[index], self.completion_mask[index], self.shared_prefix)
+        return SequenceBatch(
+            self.input_ids[index],
+            self.targets[index],
+            self.completion_mask[index],
+            self.shared_prefix,
+        )
 
     def __len__(self) -> int:
         return self.input_ids.shape[0]
@@ -44,7 +55,9 @@ def build_batch(
 ) -> SequenceBatch:
     """Tokenize (prompt, completion) rows into one right-padded batch."""
     if len(prompts) != len(completions):
-        raise ValueError(f"got {len(prompts)} prompts but {len(completions)} completions; pass one prompt per completion")
+        raise ValueError(
+            f"got {len(prompts)} prompts but {len(completions)} completions; pass one prompt per completion"
+        )
     if not prompts:
         raise ValueError("cannot build a batch from zero sequences")
     rows, starts = [], []
@@ -79,7 +92,10 @@ def _shared_prefix(input_ids: torch.Tensor, mask: torch.Tensor) -> int:
 
 
 def sequence_logprobs(
-    logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor, average: bool = False
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    mask: torch.Tensor,
+    average: bool = False,
 ) -> torch.Tensor:
     """Per-row sum (or, with `average`, per-token mean) of log p(target) over masked positions: shape (B,)."""
     if logits.shape[:2] != targets.shape or targets.shape != mask.shape:
@@ -87,7 +103,11 @@ def sequence_logprobs(
             f"shapes disagree: logits {tuple(logits.shape)}, targets {tuple(targets.shape)}, mask {tuple(mask.shape)}; "
             "logits must be (B, T, V) with targets and mask (B, T)"
         )
-    token_logps = torch.log_softmax(logits.float(), dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    token_logps = (
+        torch.log_softmax(logits.float(), dim=-1)
+        .gather(-1, targets.unsqueeze(-1))
+        .squeeze(-1)
+    )
     m = mask.to(token_logps.dtype)
     total = (token_logps * m).sum(-1)
     if average:
@@ -95,17 +115,23 @@ def sequence_logprobs(
     return total
 
 
-def batch_logprobs(model: torch.nn.Module, batch: SequenceBatch, average: bool = False) -> torch.Tensor:
+def batch_logprobs(
+    model: torch.nn.Module, batch: SequenceBatch, average: bool = False
+) -> torch.Tensor:
     """log pi(completion | prompt) for every row of `batch`, in one forward pass.
 
     When the rows share a prompt, the model reads it once (`prefix_cache`) and only the rest per row:
     the same numbers, about half the work for the pizza run's rows."""
     S = batch.shared_prefix
     if S == 0 or len(batch) == 1 or not hasattr(model, "prefix_cache"):
-        return sequence_logprobs(model(batch.input_ids), batch.targets, batch.completion_mask, average)
+        return sequence_logprobs(
+            model(batch.input_ids), batch.targets, batch.completion_mask, average
+        )
     past = model.prefix_cache(batch.input_ids[:1, :S])
     logits = model(batch.input_ids[:, S:], past=past)
-    return sequence_logprobs(logits, batch.targets[:, S:], batch.completion_mask[:, S:], average)
+    return sequence_logprobs(
+        logits, batch.targets[:, S:], batch.completion_mask[:, S:], average
+    )
 
 
 @dataclass
@@ -121,7 +147,11 @@ class PairBatch:
     rejected_index: torch.Tensor  # (P,) long
 
     def to(self, device: torch.device | str) -> "PairBatch":
-        return PairBatch(self.rows.to(device), self.chosen_index.to(device), self.rejected_index.to(device))
+        return PairBatch(
+            self.rows.to(device),
+            self.chosen_index.to(device),
+            self.rejected_index.to(device),
+        )
 
     def __len__(self) -> int:
         return self.chosen_index.shape[0]
@@ -136,16 +166,20 @@ def build_pair_batch(
 ) -> PairBatch:
     """Put every pair's chosen and rejected completion into one batch (merged when identical)."""
     pairs = validate_pairs(pairs)
-    keys = [(p.prompt, p.chosen) for p in pairs] + [(p.prompt, p.rejected) for p in pairs]
+    keys = [(p.prompt, p.chosen) for p in pairs] + [
+        (p.prompt, p.rejected) for p in pairs
+    ]
     if merge_identical:
         unique: dict[tuple[str, str], int] = {}
         idx = [unique.setdefault(k, len(unique)) for k in keys]
         rows = list(unique)
     else:
         idx, rows = list(range(len(keys))), keys
-    batch = build_batch(tokenizer, [r[0] for r in rows], [r[1] for r in rows], block_size)
+    batch = build_batch(
+        tokenizer, [r[0] for r in rows], [r[1] for r in rows], block_size
+    )
     index = torch.tensor(idx, dtype=torch.long)
-    pb = PairBatch(batch, index[: len(pairs)], index[len(pairs):])
+    pb = PairBatch(batch, index[: len(pairs)], index[len(pairs) :])
     return pb.to(device) if device is not None else pb
 
 
@@ -155,4 +189,3 @@ def pair_logprobs(
     """(chosen_logps, rejected_logps), each of shape (P,), from a single forward pass over all rows."""
     row_logps = batch_logprobs(model, pair_batch.rows, average)
     return row_logps[pair_batch.chosen_index], row_logps[pair_batch.rejected_index]
-

@@ -1,4 +1,5 @@
 """A tiny decoder-only transformer in the spirit of nanoGPT, plus sampling."""
+
 from __future__ import annotations
 
 import math
@@ -10,7 +11,9 @@ import torch.nn.functional as F
 
 from .tokenizer import CharTokenizer
 
-KV = tuple[torch.Tensor, torch.Tensor]  # one layer's keys and values, (batch, heads, time, head_dim)
+KV = tuple[
+    torch.Tensor, torch.Tensor
+]  # one layer's keys and values, (batch, heads, time, head_dim)
 
 
 @dataclass
@@ -26,7 +29,9 @@ class GPTConfig:
 
     def __post_init__(self) -> None:
         if self.n_embd % self.n_head:
-            raise ValueError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
+            raise ValueError(
+                f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})"
+            )
         for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -45,23 +50,34 @@ class CausalSelfAttention(nn.Module):
         self.proj = nn.Linear(cfg.n_embd, cfg.n_embd)
         self.dropout = cfg.dropout
 
-    def forward(self, x: torch.Tensor, past: KV | None = None, cache: list[KV] | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, past: KV | None = None, cache: list[KV] | None = None
+    ) -> torch.Tensor:
         """Attend over `past` keys/values (a shared prefix, batch 1 or B) and x's own; append the keys and
         values to `cache` when one is given."""
         B, T, C = x.shape
         q, k, v = self.qkv(x).split(C, dim=2)
         # (B, T, C) -> (B, heads, T, C/heads)
-        q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
+        q, k, v = (
+            t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
+            for t in (q, k, v)
+        )
         dropout = self.dropout if self.training else 0.0
         if past is None:
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=dropout)
+            y = F.scaled_dot_product_attention(
+                q, k, v, is_causal=True, dropout_p=dropout
+            )
         else:
             P = past[0].shape[2]
             k = torch.cat([past[0].expand(B, -1, -1, -1), k], dim=2)
             v = torch.cat([past[1].expand(B, -1, -1, -1), v], dim=2)
             # new token i sits at position P + i: it sees the whole prefix and new tokens <= i
-            mask = torch.ones(T, P + T, dtype=torch.bool, device=x.device).tril(diagonal=P)
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
+            mask = torch.ones(T, P + T, dtype=torch.bool, device=x.device).tril(
+                diagonal=P
+            )
+            y = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=mask, dropout_p=dropout
+            )
         if cache is not None:
             cache.append((k, v))
         return self.proj(y.transpose(1, 2).reshape(B, T, C))
@@ -76,10 +92,15 @@ class Block(nn.Module):
         self.attn = CausalSelfAttention(cfg)
         self.ln2 = nn.LayerNorm(cfg.n_embd)
         self.mlp = nn.Sequential(
-            nn.Linear(cfg.n_embd, 4 * cfg.n_embd), nn.GELU(), nn.Linear(4 * cfg.n_embd, cfg.n_embd), nn.Dropout(cfg.dropout)
+            nn.Linear(cfg.n_embd, 4 * cfg.n_embd),
+            nn.GELU(),
+            nn.Linear(4 * cfg.n_embd, cfg.n_embd),
+            nn.Dropout(cfg.dropout),
         )
 
-    def forward(self, x: torch.Tensor, past: KV | None = None, cache: list[KV] | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, past: KV | None = None, cache: list[KV] | None = None
+    ) -> torch.Tensor:
         x = x + self.attn(self.ln1(x), past, cache)
         return x + self.mlp(self.ln2(x))
 
@@ -125,7 +146,10 @@ class GPT(nn.Module):
         return self.head.weight.device
 
     def forward(
-        self, input_ids: torch.Tensor, past: list[KV] | None = None, cache: list[KV] | None = None
+        self,
+        input_ids: torch.Tensor,
+        past: list[KV] | None = None,
+        cache: list[KV] | None = None,
     ) -> torch.Tensor:
         """Logits of shape (batch, time, vocab) for ids of shape (batch, time).
 
@@ -133,7 +157,9 @@ class GPT(nn.Module):
         once instead of once per row, with the same logits. `cache`, if given, collects each layer's keys
         and values."""
         if input_ids.dim() != 2:
-            raise ValueError(f"input_ids must have shape (batch, time), got {tuple(input_ids.shape)}")
+            raise ValueError(
+                f"input_ids must have shape (batch, time), got {tuple(input_ids.shape)}"
+            )
         P = 0 if past is None else past[0][0].shape[2]
         T = P + input_ids.shape[1]
         if T > self.config.block_size:
@@ -150,7 +176,9 @@ class GPT(nn.Module):
     def prefix_cache(self, prefix_ids: torch.Tensor) -> list[KV]:
         """Keys and values of every layer for a prefix of shape (1, P), to pass as `past`."""
         if prefix_ids.dim() != 2 or prefix_ids.shape[0] != 1:
-            raise ValueError(f"a shared prefix has shape (1, length), got {tuple(prefix_ids.shape)}")
+            raise ValueError(
+                f"a shared prefix has shape (1, length), got {tuple(prefix_ids.shape)}"
+            )
         cache: list[KV] = []
         self(prefix_ids, cache=cache)
         return cache
@@ -172,7 +200,9 @@ class GPT(nn.Module):
         if num_samples < 1:
             raise ValueError(f"num_samples must be >= 1, got {num_samples}")
         if temperature <= 0:
-            raise ValueError(f"temperature must be > 0, got {temperature}; use a small value such as 1e-3 for near-greedy")
+            raise ValueError(
+                f"temperature must be > 0, got {temperature}; use a small value such as 1e-3 for near-greedy"
+            )
         prefix = tokenizer.encode(prompt, bos=True)
         if len(prefix) - 1 + max_completion_len > self.config.block_size:
             raise ValueError(
@@ -186,7 +216,9 @@ class GPT(nn.Module):
         new_tokens: list[torch.Tensor] = []
         for _ in range(max_completion_len):
             logits = self(ids)[:, -1, :].float().cpu() / temperature
-            nxt = torch.multinomial(torch.softmax(logits, dim=-1), 1, generator=generator).squeeze(1)
+            nxt = torch.multinomial(
+                torch.softmax(logits, dim=-1), 1, generator=generator
+            ).squeeze(1)
             nxt = torch.where(done, torch.full_like(nxt, tokenizer.pad_id), nxt)
             new_tokens.append(nxt)
             done |= nxt == tokenizer.eos_id
@@ -199,7 +231,11 @@ class GPT(nn.Module):
             finished = tokenizer.eos_id in row
             body = row[: row.index(tokenizer.eos_id)] if finished else row
             completion = tokenizer.decode(body)
-            out.append(Sample(text=prompt + completion, completion=completion, finished=finished))
+            out.append(
+                Sample(
+                    text=prompt + completion, completion=completion, finished=finished
+                )
+            )
         return out
 
     def sample(
@@ -214,4 +250,6 @@ class GPT(nn.Module):
         """Sample one completion of `prompt`; `device` moves the model first when given."""
         if device is not None:
             self.to(device)
-        return self.sample_batch(tokenizer, prompt, 1, max_completion_len, temperature, generator)[0]
+        return self.sample_batch(
+            tokenizer, prompt, 1, max_completion_len, temperature, generator
+        )[0]

@@ -1,4 +1,5 @@
 """Where code runs and how it is made repeatable: device choice, seeding, thread count."""
+
 from __future__ import annotations
 
 import random
@@ -28,7 +29,9 @@ def seed_everything(seed: int = 0, threads: int | None = 1) -> torch.Generator:
     """
     if threads is not None:
         if threads < 1:
-            raise ValueError(f"threads must be >= 1, got {threads}; pass None to leave torch's setting alone")
+            raise ValueError(
+                f"threads must be >= 1, got {threads}; pass None to leave torch's setting alone"
+            )
         torch.set_num_threads(threads)
     random.seed(seed)
     np.random.seed(seed % 2**32)

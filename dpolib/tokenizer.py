@@ -1,4 +1,5 @@
 """Characters <-> integer ids, with special tokens that can never appear in text."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -19,14 +20,22 @@ class CharTokenizer:
     def __post_init__(self) -> None:
         chars = tuple(self.chars)
         if not chars:
-            raise ValueError("CharTokenizer needs at least one character; pass the alphabet of your corpus")
+            raise ValueError(
+                "CharTokenizer needs at least one character; pass the alphabet of your corpus"
+            )
         for c in chars:
             if not isinstance(c, str) or len(c) != 1:
-                raise TypeError(f"each entry of chars must be a single character, got {c!r}")
+                raise TypeError(
+                    f"each entry of chars must be a single character, got {c!r}"
+                )
         if len(set(chars)) != len(chars):
-            raise ValueError("chars contains duplicates; pass each character once (e.g. sorted(set(text)))")
+            raise ValueError(
+                "chars contains duplicates; pass each character once (e.g. sorted(set(text)))"
+            )
         object.__setattr__(self, "chars", chars)
-        object.__setattr__(self, "_index", {c: i + len(SPECIAL_TOKENS) for i, c in enumerate(chars)})
+        object.__setattr__(
+            self, "_index", {c: i + len(SPECIAL_TOKENS) for i, c in enumerate(chars)}
+        )
 
     @classmethod
     def from_texts(cls, texts: Iterable[str]) -> "CharTokenizer":
@@ -66,10 +75,12 @@ class CharTokenizer:
             ids.append(self.eos_id)
         return ids
 
-    def decode(self, ids: Sequence[int] | "torch.Tensor", skip_special: bool = True) -> str:  # noqa: F821
+    def decode(
+        self, ids: Sequence[int] | "torch.Tensor", skip_special: bool = True
+    ) -> str:  # noqa: F821
         """Map ids back to text; special tokens are dropped, or shown by name when `skip_special` is False."""
         out = []
-        for i in (ids.tolist() if hasattr(ids, "tolist") else ids):
+        for i in ids.tolist() if hasattr(ids, "tolist") else ids:
             i = int(i)
             if i < len(SPECIAL_TOKENS):
                 if not skip_special:
@@ -77,15 +88,23 @@ class CharTokenizer:
             elif i < self.vocab_size:
                 out.append(self.chars[i - len(SPECIAL_TOKENS)])
             else:
-                raise ValueError(f"id {i} is outside the vocabulary (size {self.vocab_size})")
+                raise ValueError(
+                    f"id {i} is outside the vocabulary (size {self.vocab_size})"
+                )
         return "".join(out)
 
     def to_dict(self) -> dict:
         """A plain description for checkpoints (strings only, so it loads with weights_only=True)."""
-        return {"kind": "char", "chars": "".join(self.chars), "special": list(SPECIAL_TOKENS)}
+        return {
+            "kind": "char",
+            "chars": "".join(self.chars),
+            "special": list(SPECIAL_TOKENS),
+        }
 
     @classmethod
     def from_dict(cls, d: dict) -> "CharTokenizer":
-        if d.get("kind") != "char" or list(d.get("special", [])) != list(SPECIAL_TOKENS):
+        if d.get("kind") != "char" or list(d.get("special", [])) != list(
+            SPECIAL_TOKENS
+        ):
             raise ValueError(f"not a dpolib character tokenizer description: {d!r}")
         return cls(tuple(d["chars"]))

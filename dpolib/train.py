@@ -1,4 +1,5 @@
 """Training loops: supervised pretraining of the food model and batched DPO (`run_dpo_episodes`)."""
+
 from __future__ import annotations
 
 import math
@@ -12,7 +13,13 @@ from tqdm.auto import tqdm
 
 from .checkpoint import load_dpo_checkpoint, save_checkpoint
 from .data import PreferencePair, validate_pairs
-from .logprobs import PairBatch, SequenceBatch, batch_logprobs, build_batch, build_pair_batch
+from .logprobs import (
+    PairBatch,
+    SequenceBatch,
+    batch_logprobs,
+    build_batch,
+    build_pair_batch,
+)
 from .losses import _check_beta, dpo_loss, token_kl_to_reference
 from .model import GPT
 from .tokenizer import CharTokenizer
@@ -23,7 +30,9 @@ class NonFiniteLossError(FloatingPointError):
 
 
 def _progress_disabled(progress: bool | None) -> bool:
-    if progress is None:  # follow the environment, so notebooks and tests can silence every bar at once
+    if (
+        progress is None
+    ):  # follow the environment, so notebooks and tests can silence every bar at once
         return os.environ.get("TQDM_DISABLE", "") not in ("", "0")
     return not progress
 
@@ -52,7 +61,9 @@ def pretrain(
     (mean loss per token of the corpus) at a fraction of the cost.
     """
     if not sentences:
-        raise ValueError("no sentences to pretrain on; pass (sentence, count) rows, e.g. count_sentences(make_corpus())")
+        raise ValueError(
+            "no sentences to pretrain on; pass (sentence, count) rows, e.g. count_sentences(make_corpus())"
+        )
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
     texts = [s for s, _ in sentences]
@@ -60,20 +71,30 @@ def pretrain(
     if (counts <= 0).any():
         raise ValueError("every sentence count must be > 0")
     device = model.device
-    batch = build_batch(tokenizer, [""] * len(texts), texts, model.config.block_size, device)
+    batch = build_batch(
+        tokenizer, [""] * len(texts), texts, model.config.block_size, device
+    )
     # token weights: each row's count on each of its real tokens; normalised to a per-token mean
     w = counts.to(device)[:, None] * batch.completion_mask
     w = w / w.sum()
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay, betas=(0.9, 0.98))
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, steps, warmup))
+    opt = torch.optim.AdamW(
+        model.parameters(), lr=lr, weight_decay=weight_decay, betas=(0.9, 0.98)
+    )
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: warmup_cosine(s, steps, warmup)
+    )
     model.train()
     losses = []
     for _ in tqdm(range(steps), desc="pretrain", disable=_progress_disabled(progress)):
         logits = model(batch.input_ids)
-        nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), batch.targets, reduction="none")
+        nll = torch.nn.functional.cross_entropy(
+            logits.transpose(1, 2), batch.targets, reduction="none"
+        )
         loss = (nll * w).sum()
         if not torch.isfinite(loss):
-            raise NonFiniteLossError(f"pretraining loss became {loss.item()}; lower the learning rate (lr={lr})")
+            raise NonFiniteLossError(
+                f"pretraining loss became {loss.item()}; lower the learning rate (lr={lr})"
+            )
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -133,15 +154,26 @@ def naive_dpo_epoch(
     block, device = policy.config.block_size, policy.device
 
     def logp(model: GPT, prompt: str, completion: str) -> torch.Tensor:
-        return batch_logprobs(model, build_batch(tokenizer, [prompt], [completion], block, device))
+        return batch_logprobs(
+            model, build_batch(tokenizer, [prompt], [completion], block, device)
+        )
 
     policy.train()
     policy_optimizer.zero_grad(set_to_none=True)
     total = 0.0
     for p in pairs:
         with torch.no_grad():
-            ref_c, ref_r = logp(reference_policy, p.prompt, p.chosen), logp(reference_policy, p.prompt, p.rejected)
-        loss = dpo_loss(logp(policy, p.prompt, p.chosen), logp(policy, p.prompt, p.rejected), ref_c, ref_r, beta).loss
+            ref_c, ref_r = (
+                logp(reference_policy, p.prompt, p.chosen),
+                logp(reference_policy, p.prompt, p.rejected),
+            )
+        loss = dpo_loss(
+            logp(policy, p.prompt, p.chosen),
+            logp(policy, p.prompt, p.rejected),
+            ref_c,
+            ref_r,
+            beta,
+        ).loss
         (loss / len(pairs)).backward()
         total += loss.item()
     policy_optimizer.step()
@@ -186,23 +218,46 @@ def run_dpo_episodes(
     if num_epochs < 0:
         raise ValueError(f"num_epochs must be >= 0, got {num_epochs}")
     if batch_size is not None and batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1 or None (full batch), got {batch_size}")
+        raise ValueError(
+            f"batch_size must be >= 1 or None (full batch), got {batch_size}"
+        )
     if checkpoint_every is not None and checkpoint_dir is None:
         raise ValueError("checkpoint_every needs a checkpoint_dir to write to")
     if not any(p.requires_grad for p in policy.parameters()):
-        raise ValueError("the policy has no trainable parameters (requires_grad is False everywhere); "
-                         "was it copied from a frozen model? call policy.requires_grad_(True)")
-    fixed = _Fixed.prepare(pairs, policy, reference_policy, tokenizer, merge_identical, average_logprobs, anchor)
-    hparams = {"beta": float(beta), "loss_type": loss_type, "label_smoothing": float(label_smoothing),
-               "batch_size": batch_size, "average_logprobs": average_logprobs}
+        raise ValueError(
+            "the policy has no trainable parameters (requires_grad is False everywhere); "
+            "was it copied from a frozen model? call policy.requires_grad_(True)"
+        )
+    fixed = _Fixed.prepare(
+        pairs,
+        policy,
+        reference_policy,
+        tokenizer,
+        merge_identical,
+        average_logprobs,
+        anchor,
+    )
+    hparams = {
+        "beta": float(beta),
+        "loss_type": loss_type,
+        "label_smoothing": float(label_smoothing),
+        "batch_size": batch_size,
+        "average_logprobs": average_logprobs,
+    }
     history, start_epoch = [], 0
     if resume_from is not None:
-        history, start_epoch = _resume(resume_from, policy, policy_optimizer, generator, hparams)
+        history, start_epoch = _resume(
+            resume_from, policy, policy_optimizer, generator, hparams
+        )
 
     policy.train()
-    for epoch in tqdm(range(start_epoch, num_epochs), desc="DPO", disable=_progress_disabled(progress)):
+    for epoch in tqdm(
+        range(start_epoch, num_epochs), desc="DPO", disable=_progress_disabled(progress)
+    ):
         for idx in _minibatches(len(pairs), batch_size, generator, policy.device):
-            loss, record = _dpo_step(policy, fixed, idx, beta, loss_type, label_smoothing, average_logprobs)
+            loss, record = _dpo_step(
+                policy, fixed, idx, beta, loss_type, label_smoothing, average_logprobs
+            )
             record = {"epoch": epoch + 1, "step": len(history) + 1, **record}
             if not torch.isfinite(loss):
                 raise NonFiniteLossError(
@@ -226,8 +281,15 @@ def run_dpo_episodes(
             extra = {"history": history, "hparams": hparams}
             if generator is not None:
                 extra["generator_state"] = generator.get_state()
-            save_checkpoint(Path(checkpoint_dir) / f"dpo_epoch_{epoch + 1:04d}.pt", policy, tokenizer,
-                            policy_optimizer, step=epoch + 1, kind="dpo", **extra)
+            save_checkpoint(
+                Path(checkpoint_dir) / f"dpo_epoch_{epoch + 1:04d}.pt",
+                policy,
+                tokenizer,
+                policy_optimizer,
+                step=epoch + 1,
+                kind="dpo",
+                **extra,
+            )
     policy.eval()
     return policy, history
 
@@ -245,58 +307,104 @@ class _Fixed:
     anchor_counts: torch.Tensor | None = None
 
     @classmethod
-    def prepare(cls, pairs: list[PreferencePair], policy: GPT, reference: GPT, tokenizer: CharTokenizer,
-                merge_identical: bool, average_logprobs: bool, anchor: Anchor | None) -> "_Fixed":
+    def prepare(
+        cls,
+        pairs: list[PreferencePair],
+        policy: GPT,
+        reference: GPT,
+        tokenizer: CharTokenizer,
+        merge_identical: bool,
+        average_logprobs: bool,
+        anchor: Anchor | None,
+    ) -> "_Fixed":
         device, block = policy.device, policy.config.block_size
         reference.to(device).eval()
         data = build_pair_batch(tokenizer, pairs, block, merge_identical, device)
-        with torch.no_grad():  # the reference never changes: its log-probs are computed once
+        with (
+            torch.no_grad()
+        ):  # the reference never changes: its log-probs are computed once
             fixed = cls(data, batch_logprobs(reference, data.rows, average_logprobs))
             if anchor is not None:
                 if anchor.weight < 0:
                     raise ValueError(f"anchor weight must be >= 0, got {anchor.weight}")
                 fixed.anchor = anchor
-                fixed.anchor_rows = build_batch(tokenizer, anchor.prompts, anchor.completions, block, device)
+                fixed.anchor_rows = build_batch(
+                    tokenizer, anchor.prompts, anchor.completions, block, device
+                )
                 fixed.anchor_ref_logits = reference(fixed.anchor_rows.input_ids)
-                fixed.anchor_counts = torch.as_tensor(anchor.counts, dtype=torch.float32, device=device)
+                fixed.anchor_counts = torch.as_tensor(
+                    anchor.counts, dtype=torch.float32, device=device
+                )
         return fixed
 
 
-def _minibatches(n: int, batch_size: int | None, generator: torch.Generator | None, device: torch.device) -> list[torch.Tensor]:
+def _minibatches(
+    n: int,
+    batch_size: int | None,
+    generator: torch.Generator | None,
+    device: torch.device,
+) -> list[torch.Tensor]:
     """Pair indices for one epoch: all of them at once, or a seeded shuffle cut into batches."""
     if batch_size is None or batch_size >= n:
         return [torch.arange(n, device=device)]
     return list(torch.randperm(n, generator=generator).to(device).split(batch_size))
 
 
-def _dpo_step(policy: GPT, fixed: _Fixed, idx: torch.Tensor, beta: float, loss_type: str,
-              label_smoothing: float, average_logprobs: bool) -> tuple[torch.Tensor, dict]:
+def _dpo_step(
+    policy: GPT,
+    fixed: _Fixed,
+    idx: torch.Tensor,
+    beta: float,
+    loss_type: str,
+    label_smoothing: float,
+    average_logprobs: bool,
+) -> tuple[torch.Tensor, dict]:
     """The loss on pairs `idx` (DPO, plus the anchor's KL if any) and its metrics under TRL's names."""
     ci, ri = fixed.data.chosen_index[idx], fixed.data.rejected_index[idx]
     # forward only the distinct rows this batch needs, chosen and rejected together
     needed, inverse = torch.unique(torch.cat([ci, ri]), return_inverse=True)
     logps = batch_logprobs(policy, fixed.data.rows.select(needed), average_logprobs)
     n = len(idx)
-    out = dpo_loss(logps[inverse[:n]], logps[inverse[n:]], fixed.ref_logps[ci], fixed.ref_logps[ri],
-                   beta, loss_type, label_smoothing)
+    out = dpo_loss(
+        logps[inverse[:n]],
+        logps[inverse[n:]],
+        fixed.ref_logps[ci],
+        fixed.ref_logps[ri],
+        beta,
+        loss_type,
+        label_smoothing,
+    )
     loss, record = out.loss, out.metrics()
     if fixed.anchor is not None:
-        kl = token_kl_to_reference(policy(fixed.anchor_rows.input_ids), fixed.anchor_ref_logits,
-                                   fixed.anchor_rows.completion_mask, fixed.anchor_counts)
+        kl = token_kl_to_reference(
+            policy(fixed.anchor_rows.input_ids),
+            fixed.anchor_ref_logits,
+            fixed.anchor_rows.completion_mask,
+            fixed.anchor_counts,
+        )
         loss = loss + fixed.anchor.weight * kl
         record["anchor/kl"] = float(kl.detach())
         record["loss/total"] = float(loss.detach())
     return loss, record
 
 
-def _resume(path: str | os.PathLike, policy: GPT, optimizer: torch.optim.Optimizer,
-            generator: torch.Generator | None, hparams: dict) -> tuple[list[dict], int]:
+def _resume(
+    path: str | os.PathLike,
+    policy: GPT,
+    optimizer: torch.optim.Optimizer,
+    generator: torch.Generator | None,
+    hparams: dict,
+) -> tuple[list[dict], int]:
     """Restore policy, optimizer and shuffle state from a run_dpo_episodes checkpoint; (history, epoch)."""
     ckpt = load_dpo_checkpoint(path)
     if ckpt.model.config != policy.config:
-        raise ValueError(f"{path} holds a model of another shape than `policy`; resume with the same model config")
+        raise ValueError(
+            f"{path} holds a model of another shape than `policy`; resume with the same model config"
+        )
     if ckpt.extra.get("hparams") != hparams:
-        raise ValueError(f"{path} was trained with {ckpt.extra.get('hparams')}, not {hparams}; resume with the same settings")
+        raise ValueError(
+            f"{path} was trained with {ckpt.extra.get('hparams')}, not {hparams}; resume with the same settings"
+        )
     policy.load_state_dict(ckpt.model.state_dict())
     if ckpt.optimizer_state is not None:
         optimizer.load_state_dict(ckpt.optimizer_state)

@@ -3,8 +3,8 @@ import copy
 import pytest
 import torch
 
-from dpolib.food import load_food_model
 from dpolib.model import GPT, GPTConfig
+from dpolib.pizza.food import load_food_model
 from dpolib.tokenizer import CharTokenizer
 
 

@@ -1,10 +1,11 @@
 """The bandit: closed-form optimum, DPO recovering it (exactly and from samples), beta's direction, input checks."""
+
 import math
 
 import pytest
 import torch
 
-from dpolib.bandit import (
+from dpolib.course.bandit import (
     expected_dpo_loss,
     expected_reward,
     fit_dpo,
@@ -42,13 +43,21 @@ def test_closed_form_matches_definition(bandit):
     pi = optimal_policy(pi_ref, r, BETA)
     direct = pi_ref * torch.exp(r / BETA)
     assert torch.allclose(pi, direct / direct.sum(), atol=1e-15)
-    assert float(log_partition(pi_ref, r, BETA)) == pytest.approx(math.log(float(direct.sum())))
+    assert float(log_partition(pi_ref, r, BETA)) == pytest.approx(
+        math.log(float(direct.sum()))
+    )
     # inverted reward: r = beta log(pi*/pi_ref) + beta log Z
-    assert torch.allclose(BETA * torch.log(pi / pi_ref) + BETA * log_partition(pi_ref, r, BETA), r, atol=1e-12)
+    assert torch.allclose(
+        BETA * torch.log(pi / pi_ref) + BETA * log_partition(pi_ref, r, BETA),
+        r,
+        atol=1e-12,
+    )
 
 
 def test_stable_for_huge_rewards():
-    pi = optimal_policy([0.5, 0.5], [1000.0, 0.0], 0.01)  # exp(1e5) overflows; the log-space softmax does not
+    pi = optimal_policy(
+        [0.5, 0.5], [1000.0, 0.0], 0.01
+    )  # exp(1e5) overflows; the log-space softmax does not
     assert torch.isfinite(pi).all() and float(pi[0]) == 1.0
 
 
@@ -65,21 +74,33 @@ def test_closed_form_beats_random_policies_and_an_optimizer(bandit):
     assert found == pytest.approx(best, abs=1e-10)
     assert kl(fit.policy, optimal_policy(pi_ref, r, BETA)) < 1e-10
     # the optimum's value is beta log Z
-    assert best == pytest.approx(BETA * float(log_partition(pi_ref, r, BETA)), abs=1e-12)
+    assert best == pytest.approx(
+        BETA * float(log_partition(pi_ref, r, BETA)), abs=1e-12
+    )
 
 
 def test_expected_loss_uses_the_dpo_loss(bandit):
     pi_ref, r = bandit
     logits = torch.log(pi_ref)
     # at the reference every log-ratio is 0: the loss is log 2
-    assert float(expected_dpo_loss(logits, pi_ref, r, BETA)) == pytest.approx(math.log(2))
+    assert float(expected_dpo_loss(logits, pi_ref, r, BETA)) == pytest.approx(
+        math.log(2)
+    )
     # two responses by hand: weights pi_ref(w) pi_ref(l) sigma(r_w - r_l)
-    p, rr = torch.tensor([0.3, 0.7], dtype=torch.float64), torch.tensor([1.0, -0.5], dtype=torch.float64)
+    p, rr = (
+        torch.tensor([0.3, 0.7], dtype=torch.float64),
+        torch.tensor([1.0, -0.5], dtype=torch.float64),
+    )
     th = torch.tensor([0.2, -0.4], dtype=torch.float64)
     u = torch.log_softmax(th, 0) - torch.log(p)
     w = torch.sigmoid(torch.tensor([rr[0] - rr[1], rr[1] - rr[0]]))
-    by_hand = (w[0] * -torch.nn.functional.logsigmoid(BETA * (u[0] - u[1])) + w[1] * -torch.nn.functional.logsigmoid(BETA * (u[1] - u[0]))) / w.sum()
-    assert float(expected_dpo_loss(th, p, rr, BETA)) == pytest.approx(float(by_hand), abs=1e-12)
+    by_hand = (
+        w[0] * -torch.nn.functional.logsigmoid(BETA * (u[0] - u[1]))
+        + w[1] * -torch.nn.functional.logsigmoid(BETA * (u[1] - u[0]))
+    ) / w.sum()
+    assert float(expected_dpo_loss(th, p, rr, BETA)) == pytest.approx(
+        float(by_hand), abs=1e-12
+    )
 
 
 def test_exact_dpo_recovers_pi_star(bandit):
@@ -102,7 +123,9 @@ def test_exact_dpo_other_betas(beta):
 def test_sampled_pairs_follow_bradley_terry():
     pi_ref = torch.tensor([0.5, 0.5], dtype=torch.float64)
     r = torch.tensor([1.0, 0.0], dtype=torch.float64)
-    chosen, rejected = sample_preference_pairs(pi_ref, r, 20000, torch.Generator().manual_seed(0))
+    chosen, rejected = sample_preference_pairs(
+        pi_ref, r, 20000, torch.Generator().manual_seed(0)
+    )
     assert (chosen != rejected).all()
     share = float((chosen == 0).double().mean())
     assert share == pytest.approx(1 / (1 + math.exp(-1)), abs=0.01)
@@ -122,11 +145,17 @@ def test_sampled_dpo_improves_with_n(bandit):
 
 def test_sampled_loss_merges_repeats_exactly(bandit):
     pi_ref, r = bandit
-    chosen, rejected = sample_preference_pairs(pi_ref, r, 500, torch.Generator().manual_seed(2))
+    chosen, rejected = sample_preference_pairs(
+        pi_ref, r, 500, torch.Generator().manual_seed(2)
+    )
     fit = fit_dpo(pi_ref, BETA, pairs=(chosen, rejected), steps=1)
     logp, logref = torch.log_softmax(fit.logits, 0), torch.log(pi_ref)
-    plain = dpo_loss(logp[chosen], logp[rejected], logref[chosen], logref[rejected], beta=BETA).loss
-    merged = fit_dpo(pi_ref, BETA, pairs=(chosen, rejected), steps=1, init_logits=fit.logits).losses[0]
+    plain = dpo_loss(
+        logp[chosen], logp[rejected], logref[chosen], logref[rejected], beta=BETA
+    ).loss
+    merged = fit_dpo(
+        pi_ref, BETA, pairs=(chosen, rejected), steps=1, init_logits=fit.logits
+    ).losses[0]
     assert float(plain) == pytest.approx(merged, abs=1e-12)
 
 
@@ -138,10 +167,16 @@ def test_beta_direction(bandit):
     assert float(optimal_policy(pi_ref, r, 1e-3)[int(torch.argmax(r))]) > 1 - 1e-6
     curve = tradeoff_curve(pi_ref, r, torch.logspace(-2, 2, 30))
     # as beta grows, KL to the reference and expected reward both fall (flat where pi* is already one-hot)
-    assert (curve.kl.diff() <= 0).all() and float(curve.kl[-1]) < float(curve.kl[0]) / 100
-    assert (curve.expected_reward.diff() <= 0).all() and float(curve.expected_reward[-1]) < float(curve.expected_reward[0])
+    assert (curve.kl.diff() <= 0).all() and float(curve.kl[-1]) < float(
+        curve.kl[0]
+    ) / 100
+    assert (curve.expected_reward.diff() <= 0).all() and float(
+        curve.expected_reward[-1]
+    ) < float(curve.expected_reward[0])
     assert float(curve.expected_reward[0]) == pytest.approx(float(r.max()), abs=1e-3)
-    assert float(curve.expected_reward[-1]) == pytest.approx(expected_reward(pi_ref, r), abs=1e-2)
+    assert float(curve.expected_reward[-1]) == pytest.approx(
+        expected_reward(pi_ref, r), abs=1e-2
+    )
 
 
 def test_kl_edge_cases():
@@ -192,13 +227,17 @@ def test_frontier_reward(bandit):
     # at beta's own KL the frontier is pi*_beta's reward
     for beta in (0.3, 1.0, 3.0):
         pi = optimal_policy(pi_ref, r, beta)
-        assert frontier_reward(pi_ref, r, kl(pi, pi_ref)) == pytest.approx(expected_reward(pi, r), abs=1e-8)
+        assert frontier_reward(pi_ref, r, kl(pi, pi_ref)) == pytest.approx(
+            expected_reward(pi, r), abs=1e-8
+        )
     assert frontier_reward(pi_ref, r, 0.0) == pytest.approx(expected_reward(pi_ref, r))
     assert frontier_reward(pi_ref, r, 100.0) == float(r.max())
     # no random policy earns more reward than the frontier allows at its KL
     g = torch.Generator().manual_seed(4)
     for _ in range(50):
         pi = torch.softmax(2 * torch.randn(8, generator=g, dtype=torch.float64), 0)
-        assert expected_reward(pi, r) <= frontier_reward(pi_ref, r, kl(pi, pi_ref)) + 1e-9
+        assert (
+            expected_reward(pi, r) <= frontier_reward(pi_ref, r, kl(pi, pi_ref)) + 1e-9
+        )
     with pytest.raises(ValueError, match="kl_budget"):
         frontier_reward(pi_ref, r, -1.0)

@@ -4,7 +4,12 @@ import zipfile
 import pytest
 import torch
 
-from dpolib.checkpoint import load_checkpoint, load_dpo_checkpoint, read_checkpoint, save_checkpoint
+from dpolib.checkpoint import (
+    load_checkpoint,
+    load_dpo_checkpoint,
+    read_checkpoint,
+    save_checkpoint,
+)
 
 
 def test_roundtrip_keeps_weights_config_tokenizer(tiny, tok, tmp_path):
@@ -13,12 +18,19 @@ def test_roundtrip_keeps_weights_config_tokenizer(tiny, tok, tmp_path):
     opt.step()
     path = save_checkpoint(tmp_path / "m.pt", tiny, tok, opt, step=7, note="hello")
     ck = load_checkpoint(path)
-    assert ck.step == 7 and ck.extra["note"] == "hello" and ck.tokenizer == tok and ck.kind == "model"
+    assert (
+        ck.step == 7
+        and ck.extra["note"] == "hello"
+        and ck.tokenizer == tok
+        and ck.kind == "model"
+    )
     for a, b in zip(tiny.state_dict().values(), ck.model.state_dict().values()):
         assert torch.equal(a, b)
     opt2 = torch.optim.Adam(ck.model.parameters(), lr=1e-3)
     opt2.load_state_dict(ck.optimizer_state)
-    assert [p.name for p in tmp_path.iterdir()] == ["m.pt"]  # no temporary file left behind
+    assert [p.name for p in tmp_path.iterdir()] == [
+        "m.pt"
+    ]  # no temporary file left behind
 
 
 def test_missing_file(tmp_path):
@@ -55,7 +67,10 @@ class _Payload:
 
 def test_refuses_to_unpickle_arbitrary_objects(tmp_path):
     marker = tmp_path / "pwned"
-    torch.save({"format": "dpolib-checkpoint", "x": _Payload(str(marker))}, tmp_path / "evil.pt")
+    torch.save(
+        {"format": "dpolib-checkpoint", "x": _Payload(str(marker))},
+        tmp_path / "evil.pt",
+    )
     with pytest.raises(ValueError, match="refuses to unpickle"):
         load_checkpoint(tmp_path / "evil.pt")
     assert not marker.exists()
@@ -65,7 +80,9 @@ def test_failed_save_keeps_the_old_file(tiny, tok, tmp_path):
     path = save_checkpoint(tmp_path / "m.pt", tiny, tok, step=1)
     before = path.read_bytes()
     with pytest.raises(Exception):
-        save_checkpoint(path, tiny, tok, step=2, bad=lambda: 0)  # a lambda cannot be pickled
+        save_checkpoint(
+            path, tiny, tok, step=2, bad=lambda: 0
+        )  # a lambda cannot be pickled
     assert path.read_bytes() == before
     assert load_checkpoint(path).step == 1
     assert sorted(os.listdir(tmp_path)) == ["m.pt"]
@@ -85,7 +102,7 @@ def test_tokenizer_must_match_model(tiny, tmp_path):
 
 
 def test_shipped_food_model_is_small_and_loads_safely():
-    from dpolib.food import shipped_checkpoint_path
+    from dpolib.pizza.food import shipped_checkpoint_path
 
     path = shipped_checkpoint_path()
     assert path.stat().st_size < 1_000_000

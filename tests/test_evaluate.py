@@ -1,11 +1,16 @@
 import math
 
 import pytest
-import torch
 
-from dpolib.data import FOODS, food_distributions, make_corpus, count_sentences
-from dpolib.evaluate import OTHER, completion_distribution, kl_divergence, summarize_samples, total_variation
+from dpolib.evaluate import (
+    OTHER,
+    completion_distribution,
+    kl_divergence,
+    summarize_samples,
+    total_variation,
+)
 from dpolib.model import Sample
+from dpolib.pizza.corpus import FOODS, count_sentences, food_distributions, make_corpus
 
 
 def test_tvd_and_kl_basics():
@@ -26,8 +31,9 @@ def test_completion_distribution_is_a_distribution(food):
 
 def test_shipped_food_model_matches_the_corpus(food):
     model, tok = food
-    from dpolib.data import PEOPLE, split_sentence
     from collections import Counter, defaultdict
+
+    from dpolib.pizza.corpus import PEOPLE, split_sentence
 
     counts = defaultdict(Counter)
     for s, c in count_sentences(make_corpus()):
@@ -35,13 +41,23 @@ def test_shipped_food_model_matches_the_corpus(food):
         counts[prompt.split()[0]][f] += c
     for person in PEOPLE:
         emp = {f: c / sum(counts[person].values()) for f, c in counts[person].items()}
-        assert total_variation(completion_distribution(model, tok, f"{person} likes "), emp) < 0.02, person
+        assert (
+            total_variation(
+                completion_distribution(model, tok, f"{person} likes "), emp
+            )
+            < 0.02
+        ), person
 
 
 def test_summarize_samples():
-    s = [Sample("x pizza", "pizza", True)] * 3 + [Sample("x pizzr", "pizzr", True), Sample("x piz", "piz", False)]
+    s = [Sample("x pizza", "pizza", True)] * 3 + [
+        Sample("x pizzr", "pizzr", True),
+        Sample("x piz", "piz", False),
+    ]
     r = summarize_samples(s)
-    assert r.target_frequency == pytest.approx(0.6) and r.well_formed == pytest.approx(0.6)
+    assert r.target_frequency == pytest.approx(0.6) and r.well_formed == pytest.approx(
+        0.6
+    )
     assert r.counts["piz…"] == 1
     with pytest.raises(ValueError, match="no samples"):
         summarize_samples([])
@@ -60,6 +76,8 @@ def test_drift_with_a_precomputed_reference_table(food):
     model, tok = food
     people = ["maya", "leo"]
     table = distribution_table(model, tok, people)
-    assert drift(model, model, tok, people) == drift(model, None, tok, people, reference_table=table)
+    assert drift(model, model, tok, people) == drift(
+        model, None, tok, people, reference_table=table
+    )
     with pytest.raises(ValueError, match="reference model or its reference_table"):
         drift(model, None, tok, people)

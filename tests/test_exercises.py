@@ -1,4 +1,5 @@
 """Each checker passes the reference solution and names the common mistakes, written the way a student would."""
+
 from __future__ import annotations
 
 import itertools
@@ -10,8 +11,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from dpolib import exercises as ex
-from dpolib.exercises import (
+from dpolib.course import exercises as ex
+from dpolib.course.exercises import (
     CHECKERS,
     CheckResult,
     check_bandit_optimum,
@@ -102,19 +103,30 @@ def test_dpo_loss_passes_reference_and_library():
     expect_pass(check_dpo_loss(ex._dpo_reference, quiet=True))
 
 
-@pytest.mark.parametrize("fn, mistake, phrases", [
-    (dpo_sign, "wrong_sign", ["wrong sign", "negative"]),
-    (dpo_bracket, "beta_policy_only", ["policy term only", "bracket error", "whole difference"]),
-    (dpo_swapped, "swapped", ["chosen and rejected are swapped"]),
-    (dpo_no_reference, "no_reference", ["reference model is ignored"]),
-    (dpo_sum, "sum_not_mean", ["sum instead of mean"]),
-    (dpo_no_log, "missing_log", ["log is missing", "logsigmoid"]),
-    (dpo_vector, "per_pair_vector", ["one loss per pair", ".mean()"]),
-    (dpo_item, "no_grad", ["not differentiable", ".item()"]),
-    (dpo_numpy, "no_grad", ["not differentiable"]),
-    (dpo_detached_rejected, "partial_grad", ["gradient with respect to policy_rejected_logps"]),
-    (dpo_stub, "not_implemented", ["not implemented yet"]),
-])
+@pytest.mark.parametrize(
+    "fn, mistake, phrases",
+    [
+        (dpo_sign, "wrong_sign", ["wrong sign", "negative"]),
+        (
+            dpo_bracket,
+            "beta_policy_only",
+            ["policy term only", "bracket error", "whole difference"],
+        ),
+        (dpo_swapped, "swapped", ["chosen and rejected are swapped"]),
+        (dpo_no_reference, "no_reference", ["reference model is ignored"]),
+        (dpo_sum, "sum_not_mean", ["sum instead of mean"]),
+        (dpo_no_log, "missing_log", ["log is missing", "logsigmoid"]),
+        (dpo_vector, "per_pair_vector", ["one loss per pair", ".mean()"]),
+        (dpo_item, "no_grad", ["not differentiable", ".item()"]),
+        (dpo_numpy, "no_grad", ["not differentiable"]),
+        (
+            dpo_detached_rejected,
+            "partial_grad",
+            ["gradient with respect to policy_rejected_logps"],
+        ),
+        (dpo_stub, "not_implemented", ["not implemented yet"]),
+    ],
+)
 def test_dpo_loss_names_the_mistake(fn, mistake, phrases):
     expect(check_dpo_loss(fn, quiet=True), mistake, *phrases)
 
@@ -124,7 +136,9 @@ def test_dpo_loss_two_mistakes_at_once():
         return -F.logsigmoid(beta * ((pr - rr) - (pc - rc)))
 
     r = check_dpo_loss(vector_and_swapped, quiet=True)
-    expect(r, "wrong_shape", "shape (4,)", "add .mean()", "chosen and rejected are swapped")
+    expect(
+        r, "wrong_shape", "shape (4,)", "add .mean()", "chosen and rejected are swapped"
+    )
 
 
 def test_dpo_loss_naive_log_passes_with_a_remark():
@@ -150,7 +164,9 @@ def test_exception_is_named_and_does_not_escape():
 
 
 def test_not_callable_and_none():
-    expect(check_dpo_loss(0.69, quiet=True), "not_callable", "check_dpo_loss(my_function)")
+    expect(
+        check_dpo_loss(0.69, quiet=True), "not_callable", "check_dpo_loss(my_function)"
+    )
 
     def forgot_return(pc, pr, rc, rr, beta):
         -F.logsigmoid(beta * ((pc - rc) - (pr - rr))).mean()
@@ -211,8 +227,17 @@ def ipo_no_square(pc, pr, rc, rr, beta):
 
 def test_ipo_loss():
     expect_pass(check_ipo_loss(ipo_right, quiet=True))
-    expect(check_ipo_loss(ipo_precedence, quiet=True), "beta_placement", "1 / (2 * beta)", "beta/2")
-    expect(check_ipo_loss(ipo_beta_on_margin, quiet=True), "beta_placement", "multiply the margin by beta")
+    expect(
+        check_ipo_loss(ipo_precedence, quiet=True),
+        "beta_placement",
+        "1 / (2 * beta)",
+        "beta/2",
+    )
+    expect(
+        check_ipo_loss(ipo_beta_on_margin, quiet=True),
+        "beta_placement",
+        "multiply the margin by beta",
+    )
     expect(check_ipo_loss(ipo_sign, quiet=True), "wrong_sign", "wrong sign", "rejected")
     expect(check_ipo_loss(ipo_sum, quiet=True), "sum_not_mean", "sum instead of mean")
     expect(check_ipo_loss(ipo_no_square, quiet=True), "missing_square", "squared")
@@ -226,18 +251,48 @@ def reward_right(policy_logps, reference_logps, beta):
 
 def test_implicit_reward():
     expect_pass(check_implicit_reward(reward_right, quiet=True))
-    expect(check_implicit_reward(lambda p, r, beta: p - r, quiet=True), "no_beta", "beta is missing")
-    expect(check_implicit_reward(lambda p, r, beta: beta * (r - p), quiet=True), "wrong_sign", "sign flipped")
-    expect(check_implicit_reward(lambda p, r, beta: beta * (p / r), quiet=True), "ratio", "ratio instead of difference")
-    expect(check_implicit_reward(lambda p, r, beta: beta * torch.exp(p - r), quiet=True), "ratio", "probability ratio")
-    expect(check_implicit_reward(lambda p, r, beta: (beta * (p - r)).mean(), quiet=True), "wrong_shape",
-           "wrong shape", "per sequence")
-    expect(check_implicit_reward(lambda p, r, beta: (beta * (p - r)).unsqueeze(-1), quiet=True), "wrong_shape",
-           "wrong shape", "(B,)")
+    expect(
+        check_implicit_reward(lambda p, r, beta: p - r, quiet=True),
+        "no_beta",
+        "beta is missing",
+    )
+    expect(
+        check_implicit_reward(lambda p, r, beta: beta * (r - p), quiet=True),
+        "wrong_sign",
+        "sign flipped",
+    )
+    expect(
+        check_implicit_reward(lambda p, r, beta: beta * (p / r), quiet=True),
+        "ratio",
+        "ratio instead of difference",
+    )
+    expect(
+        check_implicit_reward(lambda p, r, beta: beta * torch.exp(p - r), quiet=True),
+        "ratio",
+        "probability ratio",
+    )
+    expect(
+        check_implicit_reward(lambda p, r, beta: (beta * (p - r)).mean(), quiet=True),
+        "wrong_shape",
+        "wrong shape",
+        "per sequence",
+    )
+    expect(
+        check_implicit_reward(
+            lambda p, r, beta: (beta * (p - r)).unsqueeze(-1), quiet=True
+        ),
+        "wrong_shape",
+        "wrong shape",
+        "(B,)",
+    )
 
 
 def test_numpy_answers_are_accepted_for_values():
-    expect_pass(check_implicit_reward(lambda p, r, beta: beta * (p.numpy() - r.numpy()), quiet=True))
+    expect_pass(
+        check_implicit_reward(
+            lambda p, r, beta: beta * (p.numpy() - r.numpy()), quiet=True
+        )
+    )
 
 
 # --- sequence log-probs -----------------------------------------------------------------------
@@ -248,55 +303,118 @@ def seq_right(logits, targets, mask):
 
 
 def seq_mean(logits, targets, mask):
-    token_logp = torch.log_softmax(logits, -1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    token_logp = (
+        torch.log_softmax(logits, -1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    )
     return (token_logp * mask).sum(-1) / mask.sum(-1)
 
 
 def seq_unmasked(logits, targets, mask):
-    return torch.log_softmax(logits, -1).gather(-1, targets.unsqueeze(-1)).squeeze(-1).sum(-1)
+    return (
+        torch.log_softmax(logits, -1)
+        .gather(-1, targets.unsqueeze(-1))
+        .squeeze(-1)
+        .sum(-1)
+    )
 
 
 def seq_softmax(logits, targets, mask):
-    return (torch.softmax(logits, -1).gather(-1, targets.unsqueeze(-1)).squeeze(-1) * mask).sum(-1)
+    return (
+        torch.softmax(logits, -1).gather(-1, targets.unsqueeze(-1)).squeeze(-1) * mask
+    ).sum(-1)
 
 
 def seq_raw_logits(logits, targets, mask):
     return (logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) * mask).sum(-1)
 
 
-def seq_shifted(logits, targets, mask):  # the "predict the next token" shift, done a second time
+def seq_shifted(
+    logits, targets, mask
+):  # the "predict the next token" shift, done a second time
     logp = torch.log_softmax(logits[:, :-1], -1)
     tok = logp.gather(-1, targets[:, 1:].unsqueeze(-1)).squeeze(-1)
     return (tok * mask[:, 1:]).sum(-1)
 
 
 def seq_per_token(logits, targets, mask):
-    return torch.log_softmax(logits, -1).gather(-1, targets.unsqueeze(-1)).squeeze(-1) * mask
+    return (
+        torch.log_softmax(logits, -1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+        * mask
+    )
 
 
 def seq_boolean_index(logits, targets, mask):
-    return torch.log_softmax(logits, -1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)[mask].sum()
+    return (
+        torch.log_softmax(logits, -1)
+        .gather(-1, targets.unsqueeze(-1))
+        .squeeze(-1)[mask]
+        .sum()
+    )
 
 
 def test_sequence_logprobs():
     expect_pass(check_sequence_logprobs(seq_right, quiet=True))
-    expect(check_sequence_logprobs(seq_mean, quiet=True), "mean_not_sum", "mean instead of sum")
-    expect(check_sequence_logprobs(seq_unmasked, quiet=True), "not_masked", "prompt and padding tokens are counted")
-    expect(check_sequence_logprobs(seq_softmax, quiet=True), "probs_not_logprobs", "log_softmax")
-    expect(check_sequence_logprobs(seq_raw_logits, quiet=True), "unnormalised_logits", "raw logits")
+    expect(
+        check_sequence_logprobs(seq_mean, quiet=True),
+        "mean_not_sum",
+        "mean instead of sum",
+    )
+    expect(
+        check_sequence_logprobs(seq_unmasked, quiet=True),
+        "not_masked",
+        "prompt and padding tokens are counted",
+    )
+    expect(
+        check_sequence_logprobs(seq_softmax, quiet=True),
+        "probs_not_logprobs",
+        "log_softmax",
+    )
+    expect(
+        check_sequence_logprobs(seq_raw_logits, quiet=True),
+        "unnormalised_logits",
+        "raw logits",
+    )
     expect(check_sequence_logprobs(seq_shifted, quiet=True), "shifted", "off by one")
-    expect(check_sequence_logprobs(seq_per_token, quiet=True), "per_token", "wrong shape", "(B, T)")
-    expect(check_sequence_logprobs(seq_boolean_index, quiet=True), "batch_total", "wrong shape", "x[mask]")
+    expect(
+        check_sequence_logprobs(seq_per_token, quiet=True),
+        "per_token",
+        "wrong shape",
+        "(B, T)",
+    )
+    expect(
+        check_sequence_logprobs(seq_boolean_index, quiet=True),
+        "batch_total",
+        "wrong shape",
+        "x[mask]",
+    )
 
 
 # --- gradient weight --------------------------------------------------------------------------
 def test_gradient_weight():
     expect_pass(check_gradient_weight(lambda w, l: torch.sigmoid(l - w), quiet=True))
-    expect_pass(check_gradient_weight(lambda w, l: 1 - torch.sigmoid(w - l), quiet=True))
-    expect(check_gradient_weight(lambda w, l: torch.sigmoid(w - l), quiet=True), "wrong_sign", "sign flipped")
-    expect(check_gradient_weight(lambda w, l: l - w, quiet=True), "no_sigmoid", "sigmoid is missing")
-    expect(check_gradient_weight(lambda w, l: torch.sigmoid(l - w).mean(), quiet=True), "wrong_shape", "per pair")
-    expect(check_gradient_weight(lambda w, l: F.logsigmoid(l - w), quiet=True), "log_sigmoid", "log sigma")
+    expect_pass(
+        check_gradient_weight(lambda w, l: 1 - torch.sigmoid(w - l), quiet=True)
+    )
+    expect(
+        check_gradient_weight(lambda w, l: torch.sigmoid(w - l), quiet=True),
+        "wrong_sign",
+        "sign flipped",
+    )
+    expect(
+        check_gradient_weight(lambda w, l: l - w, quiet=True),
+        "no_sigmoid",
+        "sigmoid is missing",
+    )
+    expect(
+        check_gradient_weight(lambda w, l: torch.sigmoid(l - w).mean(), quiet=True),
+        "wrong_shape",
+        "per pair",
+    )
+    expect(
+        check_gradient_weight(lambda w, l: F.logsigmoid(l - w), quiet=True),
+        "log_sigmoid",
+        "log sigma",
+    )
 
 
 # --- bandit optimum ---------------------------------------------------------------------------
@@ -312,22 +430,65 @@ def bandit_naive(pi_ref, rewards, beta):
 
 def test_bandit_optimum():
     expect_pass(check_bandit_optimum(bandit_right, quiet=True))
-    expect(check_bandit_optimum(bandit_naive, quiet=True), "overflow", "overflow", "logsumexp")
-    expect(check_bandit_optimum(lambda p, r, b: (p * torch.exp(r * b)) / (p * torch.exp(r * b)).sum(), quiet=True),
-           "beta_multiplies", "must divide")
-    expect(check_bandit_optimum(lambda p, r, b: p * torch.exp(r / b), quiet=True), "not_normalised", "sum to 1")
-    expect(check_bandit_optimum(lambda p, r, b: torch.softmax(r / b, 0), quiet=True), "pi_ref_ignored", "pi_ref is ignored")
-    expect(check_bandit_optimum(lambda p, r, b: p * torch.exp(r / b) / 0.0, quiet=True), "not_finite", "nan or inf")
+    expect(
+        check_bandit_optimum(bandit_naive, quiet=True),
+        "overflow",
+        "overflow",
+        "logsumexp",
+    )
+    expect(
+        check_bandit_optimum(
+            lambda p, r, b: (p * torch.exp(r * b)) / (p * torch.exp(r * b)).sum(),
+            quiet=True,
+        ),
+        "beta_multiplies",
+        "must divide",
+    )
+    expect(
+        check_bandit_optimum(lambda p, r, b: p * torch.exp(r / b), quiet=True),
+        "not_normalised",
+        "sum to 1",
+    )
+    expect(
+        check_bandit_optimum(lambda p, r, b: torch.softmax(r / b, 0), quiet=True),
+        "pi_ref_ignored",
+        "pi_ref is ignored",
+    )
+    expect(
+        check_bandit_optimum(lambda p, r, b: p * torch.exp(r / b) / 0.0, quiet=True),
+        "not_finite",
+        "nan or inf",
+    )
 
 
 # --- the checkers themselves ------------------------------------------------------------------
 MISTAKE_TABLES = {
     "check_dpo_loss": (ex._DPO_MISTAKES, ex._pair_cases, ex._dpo_reference, 0),
     "check_ipo_loss": (ex._IPO_MISTAKES, ex._pair_cases, ex._ipo_reference, 1),
-    "check_implicit_reward": (ex._REWARD_MISTAKES, ex._reward_cases, ex.compute_implicit_reward, 2),
-    "check_sequence_logprobs": (ex._SEQ_MISTAKES, ex._seq_cases, lambda *a: ex.sequence_logprobs(*a), 3),
-    "check_gradient_weight": (ex._WEIGHT_MISTAKES, ex._weight_cases, ex.dpo_gradient_weight, 4),
-    "check_bandit_optimum": (ex._BANDIT_MISTAKES, ex._bandit_cases, ex.optimal_policy, 5),
+    "check_implicit_reward": (
+        ex._REWARD_MISTAKES,
+        ex._reward_cases,
+        ex.compute_implicit_reward,
+        2,
+    ),
+    "check_sequence_logprobs": (
+        ex._SEQ_MISTAKES,
+        ex._seq_cases,
+        lambda *a: ex.sequence_logprobs(*a),
+        3,
+    ),
+    "check_gradient_weight": (
+        ex._WEIGHT_MISTAKES,
+        ex._weight_cases,
+        ex.dpo_gradient_weight,
+        4,
+    ),
+    "check_bandit_optimum": (
+        ex._BANDIT_MISTAKES,
+        ex._bandit_cases,
+        ex.optimal_policy,
+        5,
+    ),
 }
 
 
@@ -357,14 +518,22 @@ def test_every_checker_is_listed_and_documented():
     assert set(ex.MISTAKE_CODES) == set(CHECKERS)
 
 
-@pytest.mark.skipif(not (ROOT / "chapters" / "instructors.md").exists(), reason="no instructors page yet")
+@pytest.mark.skipif(
+    not (ROOT / "chapters" / "instructors.md").exists(),
+    reason="no instructors page yet",
+)
 def test_instructors_page_lists_each_checker_with_its_mistakes():
     """The checker table of chapters/instructors.md names exactly the mistake codes each checker can report."""
     import re
 
     text = (ROOT / "chapters" / "instructors.md").read_text()
-    rows = {m.group(1): m.group(2) for m in re.finditer(r"^\| `(check_\w+)` \|.*\|(.*)\|\s*$", text, re.M)}
-    assert set(rows) == set(CHECKERS), "the instructors page's checker table must list every checker once"
+    rows = {
+        m.group(1): m.group(2)
+        for m in re.finditer(r"^\| `(check_\w+)` \|.*\|(.*)\|\s*$", text, re.M)
+    }
+    assert set(rows) == set(CHECKERS), (
+        "the instructors page's checker table must list every checker once"
+    )
     for name, cell in rows.items():
         assert tuple(re.findall(r"`(\w+)`", cell)) == ex.MISTAKE_CODES[name], name
     for code in ex.GENERIC_MISTAKES:
@@ -379,4 +548,8 @@ def test_checkers_are_deterministic_and_fast():
     b = check_dpo_loss(dpo_bracket, quiet=True)
     assert a.feedback == b.feedback
     assert time.perf_counter() - t < 2.0
-    assert math.isclose(float(ex._dpo_reference(*ex._pair_cases(torch.Generator())[0].args)), 0.6262, abs_tol=5e-5)
+    assert math.isclose(
+        float(ex._dpo_reference(*ex._pair_cases(torch.Generator())[0].args)),
+        0.6262,
+        abs_tol=5e-5,
+    )

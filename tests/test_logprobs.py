@@ -2,7 +2,13 @@ import pytest
 import torch
 
 from dpolib.data import PreferencePair
-from dpolib.logprobs import batch_logprobs, build_batch, build_pair_batch, pair_logprobs, sequence_logprobs
+from dpolib.logprobs import (
+    batch_logprobs,
+    build_batch,
+    build_pair_batch,
+    pair_logprobs,
+    sequence_logprobs,
+)
 
 PROMPTS = ["ravin likes ", "leo likes ", "ravin likes ", "yuki likes "]
 COMPLETIONS = ["pizza", "dumplings", "pho", "ramen"]
@@ -19,13 +25,18 @@ def one_at_a_time(model, tok, prompt, completion):
 def test_batched_equals_one_at_a_time(tiny, tok):
     batch = build_batch(tok, PROMPTS, COMPLETIONS)
     got = batch_logprobs(tiny, batch)
-    want = torch.stack([one_at_a_time(tiny, tok, p, c) for p, c in zip(PROMPTS, COMPLETIONS)])
+    want = torch.stack(
+        [one_at_a_time(tiny, tok, p, c) for p, c in zip(PROMPTS, COMPLETIONS)]
+    )
     assert torch.allclose(got, want, atol=1e-5)
 
 
 def test_mask_covers_completion_and_eos_only(tok):
     batch = build_batch(tok, ["ravin likes ", "leo likes "], ["pizza", "pho"])
-    assert batch.completion_mask.sum(1).tolist() == [6, 4]  # 5 letters + <eos>, 3 letters + <eos>
+    assert batch.completion_mask.sum(1).tolist() == [
+        6,
+        4,
+    ]  # 5 letters + <eos>, 3 letters + <eos>
     masked_targets = batch.targets[0][batch.completion_mask[0]].tolist()
     assert masked_targets == tok.encode("pizza", eos=True)
     # padding positions are never counted
@@ -37,8 +48,12 @@ def test_prompt_and_padding_do_not_count(tiny, tok):
     logits = tiny(batch.input_ids)
     base = sequence_logprobs(logits, batch.targets, batch.completion_mask)
     noisy = logits.clone()
-    noisy[~batch.completion_mask] += 100 * torch.randn_like(noisy[~batch.completion_mask])
-    assert torch.allclose(sequence_logprobs(noisy, batch.targets, batch.completion_mask), base)
+    noisy[~batch.completion_mask] += 100 * torch.randn_like(
+        noisy[~batch.completion_mask]
+    )
+    assert torch.allclose(
+        sequence_logprobs(noisy, batch.targets, batch.completion_mask), base
+    )
 
 
 def test_average_is_per_token_mean(tiny, tok):
@@ -49,7 +64,10 @@ def test_average_is_per_token_mean(tiny, tok):
 
 
 def test_merged_pairs_equal_unmerged(tiny, tok):
-    pairs = [PreferencePair("ravin likes ", "pizza", r) for r in ["pasta", "curry", "pasta", "noodles"]]
+    pairs = [
+        PreferencePair("ravin likes ", "pizza", r)
+        for r in ["pasta", "curry", "pasta", "noodles"]
+    ]
     merged = build_pair_batch(tok, pairs, merge_identical=True)
     plain = build_pair_batch(tok, pairs, merge_identical=False)
     assert len(merged.rows) == 4 and len(plain.rows) == 8
@@ -67,17 +85,29 @@ def test_bad_batches(tok):
     with pytest.raises(ValueError, match="not in the tokenizer's alphabet"):
         build_batch(tok, ["ravin likes "], ["Pizza"])
     with pytest.raises(ValueError, match="shapes disagree"):
-        sequence_logprobs(torch.zeros(2, 3, 5), torch.zeros(2, 4, dtype=torch.long), torch.ones(2, 4, dtype=torch.bool))
+        sequence_logprobs(
+            torch.zeros(2, 3, 5),
+            torch.zeros(2, 4, dtype=torch.long),
+            torch.ones(2, 4, dtype=torch.bool),
+        )
 
 
 def test_shared_prompt_is_read_once_with_the_same_values_and_gradients(tiny, tok):
     completions = ["pizza", "pasta", "dumplings", "pho"]
     batch = build_batch(tok, ["ravin likes "] * 4, completions)
-    assert batch.shared_prefix == len("ravin likes ")  # <bos> + prompt, less the last prompt token
+    assert batch.shared_prefix == len(
+        "ravin likes "
+    )  # <bos> + prompt, less the last prompt token
     fast = batch_logprobs(tiny, batch)
-    plain = sequence_logprobs(tiny(batch.input_ids), batch.targets, batch.completion_mask)
-    want = torch.stack([one_at_a_time(tiny, tok, "ravin likes ", c) for c in completions])
-    assert torch.allclose(fast, want, atol=1e-5) and torch.allclose(plain, want, atol=1e-5)
+    plain = sequence_logprobs(
+        tiny(batch.input_ids), batch.targets, batch.completion_mask
+    )
+    want = torch.stack(
+        [one_at_a_time(tiny, tok, "ravin likes ", c) for c in completions]
+    )
+    assert torch.allclose(fast, want, atol=1e-5) and torch.allclose(
+        plain, want, atol=1e-5
+    )
     g_fast = torch.autograd.grad(fast.sum(), list(tiny.parameters()))
     g_plain = torch.autograd.grad(plain.sum(), list(tiny.parameters()))
     for a, b in zip(g_fast, g_plain):

@@ -28,12 +28,18 @@ def test_worked_example_from_dpo_facts():
     assert torch.allclose(out.chosen_rewards, t(0.1, 0.1, 0.1, 0.1))
     assert torch.allclose(out.rejected_rewards, t(-0.1, -0.2, -0.2, 0.3))
     m = out.metrics()
-    assert round(m["rewards/chosen"], 3) == 0.100 and round(m["rewards/rejected"], 3) == -0.050
-    assert torch.allclose(compute_implicit_reward(pc, ref, beta=0.1), t(0.1, 0.1, 0.1, 0.1))
+    assert (
+        round(m["rewards/chosen"], 3) == 0.100
+        and round(m["rewards/rejected"], 3) == -0.050
+    )
+    assert torch.allclose(
+        compute_implicit_reward(pc, ref, beta=0.1), t(0.1, 0.1, 0.1, 0.1)
+    )
 
 
 def plain_loss(pc, pr, rc, rr, beta, loss_type, eps):
     """Independent re-derivation with Python floats, one pair at a time."""
+
     def log_sigmoid(z):
         return -math.log1p(math.exp(-z)) if z >= 0 else z - math.log1p(math.exp(z))
 
@@ -43,7 +49,9 @@ def plain_loss(pc, pr, rc, rr, beta, loss_type, eps):
         if loss_type == "sigmoid":
             total += -(1 - eps) * log_sigmoid(beta * h) - eps * log_sigmoid(-beta * h)
         elif loss_type == "robust":
-            total += (-(1 - eps) * log_sigmoid(beta * h) + eps * log_sigmoid(-beta * h)) / (1 - 2 * eps)
+            total += (
+                -(1 - eps) * log_sigmoid(beta * h) + eps * log_sigmoid(-beta * h)
+            ) / (1 - 2 * eps)
         elif loss_type == "ipo":
             total += (h - 1 / (2 * beta)) ** 2
         else:
@@ -58,7 +66,9 @@ def test_loss_matches_plain_rederivation(loss_type, beta):
     x = [(-20 * torch.rand(64, generator=g, dtype=torch.float64)) for _ in range(4)]
     eps = 0.2 if loss_type in ("sigmoid", "robust") else 0.0
     for e in sorted({0.0, eps}):
-        got = dpo_loss(*x, beta=beta, loss_type=loss_type, label_smoothing=e).loss.item()
+        got = dpo_loss(
+            *x, beta=beta, loss_type=loss_type, label_smoothing=e
+        ).loss.item()
         want = plain_loss(*[v.tolist() for v in x], beta, loss_type, e)
         assert got == pytest.approx(want, rel=1e-10, abs=1e-12)
 
@@ -82,8 +92,14 @@ def test_robust_is_unbiased_in_expectation():
 
 def test_gradient_wrt_logps_is_the_analytic_formula():
     g = torch.Generator().manual_seed(0)
-    pc, pr = (-10 * torch.rand(8, generator=g, dtype=torch.float64)).requires_grad_(), (-10 * torch.rand(8, generator=g, dtype=torch.float64)).requires_grad_()
-    rc, rr = -10 * torch.rand(8, generator=g, dtype=torch.float64), -10 * torch.rand(8, generator=g, dtype=torch.float64)
+    pc, pr = (
+        (-10 * torch.rand(8, generator=g, dtype=torch.float64)).requires_grad_(),
+        (-10 * torch.rand(8, generator=g, dtype=torch.float64)).requires_grad_(),
+    )
+    rc, rr = (
+        -10 * torch.rand(8, generator=g, dtype=torch.float64),
+        -10 * torch.rand(8, generator=g, dtype=torch.float64),
+    )
     beta = 0.3
     out = dpo_loss(pc, pr, rc, rr, beta)
     out.loss.backward()
@@ -100,8 +116,11 @@ def test_gradient_through_a_model_is_the_analytic_formula(tiny, tok):
     with torch.no_grad():
         for p in tiny.parameters():
             p.add_(0.05 * torch.randn_like(p))
-    pairs = [PreferencePair("ravin likes ", "pizza", "pasta"), PreferencePair("leo likes ", "waffles", "pho"),
-             PreferencePair("maya likes ", "sushi", "salad")]
+    pairs = [
+        PreferencePair("ravin likes ", "pizza", "pasta"),
+        PreferencePair("leo likes ", "waffles", "pho"),
+        PreferencePair("maya likes ", "sushi", "salad"),
+    ]
     pb = build_pair_batch(tok, pairs, merge_identical=False)
     beta = 0.8
     params = list(tiny.parameters())
@@ -142,7 +161,9 @@ def test_bad_shapes_and_types():
     with pytest.raises(ValueError, match="same shape"):
         compute_dpo_loss(x, torch.zeros(4), x, x)
     with pytest.raises(ValueError, match="1-D"):
-        compute_dpo_loss(torch.zeros(2, 3), torch.zeros(2, 3), torch.zeros(2, 3), torch.zeros(2, 3))
+        compute_dpo_loss(
+            torch.zeros(2, 3), torch.zeros(2, 3), torch.zeros(2, 3), torch.zeros(2, 3)
+        )
     with pytest.raises(ValueError, match="empty"):
         compute_dpo_loss(*[torch.zeros(0)] * 4)
     with pytest.raises(TypeError, match="torch.Tensor"):

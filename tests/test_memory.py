@@ -1,10 +1,11 @@
 """The RLHF vs DPO memory calculator: unit rules, the 7B numbers, and a check against real torch tensors."""
+
 import math
 
 import pytest
 import torch
 
-from dpolib.memory import (
+from dpolib.course.memory import (
     GB,
     TrainingRecipe,
     bytes_per_param,
@@ -25,20 +26,29 @@ def test_bytes_per_param():
 
 def test_mixed_precision_adam_is_16_bytes_per_param():
     recipe = TrainingRecipe()
-    assert (recipe.weight_bytes(), recipe.grad_bytes(), recipe.optimizer_bytes()) == (2, 2, 12)
+    assert (recipe.weight_bytes(), recipe.grad_bytes(), recipe.optimizer_bytes()) == (
+        2,
+        2,
+        12,
+    )
     assert recipe.bytes_per_trained_param() == 16
     m = model_memory("policy", 1e9, trained=True)
     assert m.total == 16e9 and m.bytes_per_param == 16
     # pure fp32 Adam: 4 + 4 + 8, no master copy, also 16
     assert TrainingRecipe(precision="fp32").bytes_per_trained_param() == 16
     # plain SGD in bf16 without a master copy: weights + grads only
-    assert TrainingRecipe(master_weights=False, n_moments=0).bytes_per_trained_param() == 4
+    assert (
+        TrainingRecipe(master_weights=False, n_moments=0).bytes_per_trained_param() == 4
+    )
 
 
 def test_frozen_models_cost_weights_only():
     m = model_memory("reference", 7e9, trained=False)
     assert (m.weights, m.grads, m.optimizer_states) == (14e9, 0.0, 0.0)
-    assert model_memory("reference", 7e9, trained=False, frozen_precision="int8").total == 7e9
+    assert (
+        model_memory("reference", 7e9, trained=False, frozen_precision="int8").total
+        == 7e9
+    )
 
 
 def test_7b_numbers():
@@ -51,11 +61,15 @@ def test_7b_numbers():
     # four 16-bit copies of a 7B model are 56 GB; 28 GB would be 1 byte per parameter
     assert ppo.weights / GB == pytest.approx(56.0)
     assert ppo.weights / GB != pytest.approx(28.0)
-    assert 4 * model_memory("w", 7e9, trained=False, frozen_precision="int8").weights / GB == pytest.approx(28.0)
+    assert 4 * model_memory(
+        "w", 7e9, trained=False, frozen_precision="int8"
+    ).weights / GB == pytest.approx(28.0)
     # model states: PPO 2 * 112 + 2 * 14 = 252 GB, DPO 112 + 14 = 126 GB
     assert ppo.total / GB == pytest.approx(252.0)
     assert dpo.total / GB == pytest.approx(126.0)
-    assert pipeline_memory("dpo", 7e9, precomputed_reference=True).total / GB == pytest.approx(112.0)
+    assert pipeline_memory(
+        "dpo", 7e9, precomputed_reference=True
+    ).total / GB == pytest.approx(112.0)
     assert "252.0" in ppo.breakdown()
 
 
@@ -99,9 +113,13 @@ def test_bad_input():
 
 
 def _gpt_loss(model: GPT) -> torch.Tensor:
-    ids = torch.randint(0, model.config.vocab_size, (2, 8), generator=torch.Generator().manual_seed(0))
+    ids = torch.randint(
+        0, model.config.vocab_size, (2, 8), generator=torch.Generator().manual_seed(0)
+    )
     logits = model(ids)
-    return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), ids.reshape(-1))
+    return torch.nn.functional.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]), ids.reshape(-1)
+    )
 
 
 def test_measured_matches_calculator_on_tiny_gpt():
@@ -125,7 +143,9 @@ def test_measured_matches_calculator_on_tiny_gpt():
 
 def test_measured_bf16_weights():
     model = torch.nn.Linear(4, 3).to(torch.bfloat16)
-    measured = measure_training_memory(model, lambda m: m(torch.ones(2, 4, dtype=torch.bfloat16)).float().sum())
+    measured = measure_training_memory(
+        model, lambda m: m(torch.ones(2, 4, dtype=torch.bfloat16)).float().sum()
+    )
     assert measured.weights == measured.grads == 2 * 15
     with pytest.raises(TypeError):
         measure_training_memory("not a model", _gpt_loss)

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from dpolib.model import GPT, GPTConfig
+from dpolib.model import GPTConfig
 
 
 def test_logits_shape(tiny, tok):
@@ -24,15 +24,25 @@ def test_too_long_sequence_is_a_clear_error(tiny):
 
 def test_sample_has_text_and_completion(food):
     model, tok = food
-    s = model.sample(tok, "ravin likes ", max_completion_len=20, device="cpu", generator=torch.Generator().manual_seed(0))
+    s = model.sample(
+        tok,
+        "ravin likes ",
+        max_completion_len=20,
+        device="cpu",
+        generator=torch.Generator().manual_seed(0),
+    )
     assert s.text == "ravin likes " + s.completion
     assert "<" not in s.completion and s.finished
 
 
 def test_batched_sampler_is_seeded(food):
     model, tok = food
-    a = model.sample_batch(tok, "maya likes ", 50, generator=torch.Generator().manual_seed(3))
-    b = model.sample_batch(tok, "maya likes ", 50, generator=torch.Generator().manual_seed(3))
+    a = model.sample_batch(
+        tok, "maya likes ", 50, generator=torch.Generator().manual_seed(3)
+    )
+    b = model.sample_batch(
+        tok, "maya likes ", 50, generator=torch.Generator().manual_seed(3)
+    )
     assert [s.completion for s in a] == [s.completion for s in b]
     assert len({s.completion for s in a}) > 1
 

@@ -10,6 +10,7 @@ layers are tested here:
   kernel-free slider, whose ids and frames vary) and rejects one whose outputs came from a
   different version of the code.
 """
+
 from __future__ import annotations
 
 import os
@@ -32,12 +33,18 @@ def stored_output_problems(nb: nbformat.NotebookNode) -> list[str]:
     for i, cell in enumerate(code_cells, start=1):
         count = cell.get("execution_count")
         if count is None:
-            problems.append(f"code cell {i} was never executed (no execution_count): run `make execute`")
+            problems.append(
+                f"code cell {i} was never executed (no execution_count): run `make execute`"
+            )
         elif count != i:
-            problems.append(f"code cell {i} has execution_count {count}, expected {i}: run `make execute`")
+            problems.append(
+                f"code cell {i} has execution_count {count}, expected {i}: run `make execute`"
+            )
         for out in cell.get("outputs", []):
             if out.get("output_type") == "error":
-                problems.append(f"code cell {i} stores an error ({out.get('ename')}): fix it, then `make execute`")
+                problems.append(
+                    f"code cell {i} stores an error ({out.get('ename')}): fix it, then `make execute`"
+                )
     return problems
 
 
@@ -45,7 +52,11 @@ def chapter_notebooks() -> list[Path]:
     """Chapter notebooks git knows about (committed or staged); every one if git is unavailable."""
     try:
         listed = subprocess.run(
-            ["git", "ls-files", "--", "chapters/*.ipynb"], cwd=ROOT, capture_output=True, text=True, check=True
+            ["git", "ls-files", "--", "chapters/*.ipynb"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout.split()
         return sorted(ROOT / p for p in listed if (ROOT / p).is_file())
     except (OSError, subprocess.CalledProcessError):
@@ -55,7 +66,9 @@ def chapter_notebooks() -> list[Path]:
 @pytest.mark.parametrize("path", chapter_notebooks(), ids=lambda p: p.name)
 def test_chapter_outputs_come_from_one_clean_run(path: Path):
     nb = nbformat.read(path, as_version=4)
-    assert [c for c in nb.cells if c.cell_type == "code"], f"{path.name} has no code cells"
+    assert [c for c in nb.cells if c.cell_type == "code"], (
+        f"{path.name} has no code cells"
+    )
     assert stored_output_problems(nb) == []
 
 
@@ -64,9 +77,16 @@ def test_chapter_first_code_cell_installs_dpolib_only_in_colab(path: Path):
     """The Colab launch button works because the first code cell installs dpolib there (a no-op elsewhere)."""
     nb = nbformat.read(path, as_version=4)
     first = next(c for c in nb.cells if c.cell_type == "code")
-    assert 'if "google.colab" in sys.modules:' in first.source, "first code cell: the Colab-only install"
-    assert "pip install" in first.source and "dpolib @ git+https://github.com/dpo-course/dpo-course" in first.source
-    assert "hide-input" in first.metadata.get("tags", []), "tag the install cell hide-input"
+    assert 'if "google.colab" in sys.modules:' in first.source, (
+        "first code cell: the Colab-only install"
+    )
+    assert (
+        "pip install" in first.source
+        and "dpolib @ git+https://github.com/dpo-course/dpo-course" in first.source
+    )
+    assert "hide-input" in first.metadata.get("tags", []), (
+        "tag the install cell hide-input"
+    )
     assert first.get("outputs") == [], "outside Colab the install cell prints nothing"
 
 
@@ -82,9 +102,13 @@ def test_output_check_flags_unexecuted_reordered_and_failed_cells():
     assert stored_output_problems(clean) == []
     saved_without_outputs = nbformat.v4.new_notebook(cells=[_code("1"), _code("2")])
     assert len(stored_output_problems(saved_without_outputs)) == 2
-    out_of_order = nbformat.v4.new_notebook(cells=[_code("1", count=2), _code("2", count=1)])
+    out_of_order = nbformat.v4.new_notebook(
+        cells=[_code("1", count=2), _code("2", count=1)]
+    )
     assert len(stored_output_problems(out_of_order)) == 2
-    error = nbformat.v4.new_output("error", ename="ValueError", evalue="x", traceback=[])
+    error = nbformat.v4.new_output(
+        "error", ename="ValueError", evalue="x", traceback=[]
+    )
     failed = nbformat.v4.new_notebook(cells=[_code("1", outputs=[error], count=1)])
     assert "ValueError" in stored_output_problems(failed)[0]
 
@@ -102,7 +126,7 @@ CELLS = [
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from dpolib.viz import kernel_free_slider
+    from dpolib.course.viz import kernel_free_slider
     fig, ax = plt.subplots(figsize=(2, 1.5), dpi=40)
     (line,) = ax.plot([0, 1], [0, 0])
     kernel_free_slider(fig, lambda b: line.set_ydata([0, b]), [0.5, 1.0, 2.0])
@@ -111,12 +135,34 @@ CELLS = [
 
 
 def _run_nbval(workdir: Path, notebook: Path) -> subprocess.CompletedProcess:
-    (workdir / "pytest.ini").write_text("[pytest]\n")  # isolate from the project's pytest settings
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(workdir), os.environ.get("PYTHONPATH", "")])}
+    (workdir / "pytest.ini").write_text(
+        "[pytest]\n"
+    )  # isolate from the project's pytest settings
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(workdir), os.environ.get("PYTHONPATH", "")]),
+    }
     return subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir", str(workdir),
-         "--nbval", "--nbval-current-env", "--nbval-sanitize-with", str(SANITIZE), str(notebook)],
-        cwd=workdir, env=env, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "--rootdir",
+            str(workdir),
+            "--nbval",
+            "--nbval-current-env",
+            "--nbval-sanitize-with",
+            str(SANITIZE),
+            str(notebook),
+        ],
+        cwd=workdir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
 
 
@@ -128,12 +174,21 @@ def executed_notebook(tmp_path_factory) -> tuple[Path, Path]:
     workdir = tmp_path_factory.mktemp("nbval")
     (workdir / "tinylib.py").write_text(LIBRARY_V1)
     nb = nbformat.v4.new_notebook(cells=[_code(src) for src in CELLS])
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
     sys.path.insert(0, str(workdir))
     old_pythonpath = os.environ.get("PYTHONPATH")
     os.environ["PYTHONPATH"] = os.pathsep.join([str(workdir), old_pythonpath or ""])
     try:
-        NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(workdir)}}).execute()
+        NotebookClient(
+            nb,
+            timeout=120,
+            kernel_name="python3",
+            resources={"metadata": {"path": str(workdir)}},
+        ).execute()
     finally:
         sys.path.remove(str(workdir))
         if old_pythonpath is None:
@@ -157,17 +212,23 @@ def test_nbval_accepts_faithfully_stored_outputs(executed_notebook):
 
 def test_nbval_rejects_outputs_from_another_code_version(executed_notebook):
     workdir, path = executed_notebook
-    (workdir / "tinylib.py").write_text(LIBRARY_V2)  # the library changed; outputs were not regenerated
+    (workdir / "tinylib.py").write_text(
+        LIBRARY_V2
+    )  # the library changed; outputs were not regenerated
     try:
         result = _run_nbval(workdir, path)
     finally:
         (workdir / "tinylib.py").write_text(LIBRARY_V1)
     assert result.returncode != 0
     assert "2 failed" in result.stdout, result.stdout[-3000:]
-    assert "answer=41" in result.stdout and "answer=42" in result.stdout  # the report shows the change
+    assert (
+        "answer=41" in result.stdout and "answer=42" in result.stdout
+    )  # the report shows the change
 
 
-def test_notebook_saved_without_outputs_passes_nbval_but_not_the_output_check(executed_notebook):
+def test_notebook_saved_without_outputs_passes_nbval_but_not_the_output_check(
+    executed_notebook,
+):
     """Why the output check exists: nbval alone cannot see that nothing was stored."""
     workdir, path = executed_notebook
     nb = nbformat.read(path, as_version=4)

@@ -1,4 +1,5 @@
-"""dpolib.plots: the figures show the numbers they are given, label everything, and leave matplotlib's state alone."""
+"""dpolib.course.plots: the figures show the numbers they are given, label everything, and leave matplotlib's state alone."""
+
 from __future__ import annotations
 
 import math
@@ -11,11 +12,23 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
-from dpolib import OTHER, drift, dpo_loss, distribution_table
-from dpolib.plots import HISTORY_PANELS, plot_distribution_heatmap, plot_drift_bars, plot_history
+from dpolib import OTHER, distribution_table, dpo_loss, drift
+from dpolib.course.plots import (
+    HISTORY_PANELS,
+    plot_distribution_heatmap,
+    plot_drift_bars,
+    plot_history,
+)
 
-TRL_METRICS = ["loss", "rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies",
-               "logps/chosen", "logps/rejected"]
+TRL_METRICS = [
+    "loss",
+    "rewards/chosen",
+    "rewards/rejected",
+    "rewards/margins",
+    "rewards/accuracies",
+    "logps/chosen",
+    "logps/rejected",
+]
 
 
 def _history(n: int = 5, shift: float = 0.0) -> list[dict]:
@@ -27,7 +40,14 @@ def _history(n: int = 5, shift: float = 0.0) -> list[dict]:
         pc = torch.tensor([-2.0 + 0.3 * i + shift, -1.5 + 0.2 * i])
         pr = torch.tensor([-2.0 - 0.5 * i, -3.0 - 0.4 * i])
         ref = torch.tensor([-2.0, -1.5]), torch.tensor([-2.0, -3.0])
-        rows.append({"epoch": i + 1, "step": i + 1, **dpo_loss(pc, pr, *ref, beta=0.5).metrics(), "exact/KL": 0.1 * i})
+        rows.append(
+            {
+                "epoch": i + 1,
+                "step": i + 1,
+                **dpo_loss(pc, pr, *ref, beta=0.5).metrics(),
+                "exact/KL": 0.1 * i,
+            }
+        )
     return rows
 
 
@@ -58,15 +78,26 @@ def test_history_plots_every_trl_metric_with_its_values():
             assert list(line.get_xdata()) == [r["epoch"] for r in hist]
             assert np.allclose(line.get_ydata(), [r[key] for r in hist])
     # the first record is policy == reference: loss log 2, accuracy 0
-    assert math.isclose(hist[0]["loss"], math.log(2), rel_tol=1e-6) and hist[0]["rewards/accuracies"] == 0
+    assert (
+        math.isclose(hist[0]["loss"], math.log(2), rel_tol=1e-6)
+        and hist[0]["rewards/accuracies"] == 0
+    )
 
 
 def test_history_extra_panels_mark_and_step_axis():
-    fig = plot_history(_history(), extra={"KL": ("nats", ["exact/KL"])}, x="step", mark=3, mark_label="stop",
-                       title="a run")
+    fig = plot_history(
+        _history(),
+        extra={"KL": ("nats", ["exact/KL"])},
+        x="step",
+        mark=3,
+        mark_label="stop",
+        title="a run",
+    )
     assert fig._suptitle.get_text() == "a run"
     kl = [ax for ax in fig.axes if ax.get_title() == "KL"]
-    assert len(kl) == 1 and np.allclose(kl[0].lines[0].get_ydata(), [0.1 * i for i in range(5)])
+    assert len(kl) == 1 and np.allclose(
+        kl[0].lines[0].get_ydata(), [0.1 * i for i in range(5)]
+    )
     assert all(ax.get_xlabel() == "optimizer step" for ax in fig.axes)
     # the mark is drawn in every panel, labelled once
     marks = [ln for ax in fig.axes for ln in ax.lines if list(ln.get_xdata()) == [3, 3]]
@@ -84,9 +115,16 @@ def test_history_compares_runs_with_one_line_style_each():
     assert len(loss_ax.lines[1].get_xdata()) == 3  # runs may have different lengths
 
 
-@pytest.mark.parametrize("bad, error", [
-    ([], ValueError), ({"a": []}, ValueError), ("loss", TypeError), (42, TypeError), ([1, 2], TypeError),
-])
+@pytest.mark.parametrize(
+    "bad, error",
+    [
+        ([], ValueError),
+        ({"a": []}, ValueError),
+        ("loss", TypeError),
+        (42, TypeError),
+        ([1, 2], TypeError),
+    ],
+)
 def test_history_refuses_bad_input(bad, error):
     with pytest.raises(error):
         plot_history(bad)
@@ -104,19 +142,31 @@ def test_history_names_a_missing_metric():
 
 
 def test_heatmap_shows_the_table_and_the_difference():
-    table = {"ann": {"pizza": 0.7, "soup": 0.3, OTHER: 0.0}, "bob": {"pizza": 0.1, "soup": 0.9, OTHER: 0.0}}
+    table = {
+        "ann": {"pizza": 0.7, "soup": 0.3, OTHER: 0.0},
+        "bob": {"pizza": 0.1, "soup": 0.9, OTHER: 0.0},
+    }
     fig = plot_distribution_heatmap(table)
     ax = fig.axes[0]
-    assert np.allclose(ax.images[0].get_array(), [[0.7, 0.3], [0.1, 0.9]])  # OTHER without mass: no column
+    assert np.allclose(
+        ax.images[0].get_array(), [[0.7, 0.3], [0.1, 0.9]]
+    )  # OTHER without mass: no column
     assert [t.get_text() for t in ax.get_xticklabels()] == ["pizza", "soup"]
     assert [t.get_text() for t in ax.get_yticklabels()] == ["ann", "bob"]
     assert ax.get_xlabel() and ax.get_ylabel() and ax.get_title()
     assert fig.axes[1].get_ylabel() == "probability"  # the colour bar
-    after = {"ann": {"pizza": 0.8, "soup": 0.1, OTHER: 0.1}, "bob": {"pizza": 0.1, "soup": 0.9, OTHER: 0.0}}
+    after = {
+        "ann": {"pizza": 0.8, "soup": 0.1, OTHER: 0.1},
+        "bob": {"pizza": 0.1, "soup": 0.9, OTHER: 0.0},
+    }
     fig = plot_distribution_heatmap(after, reference=table, colorbar_label="change")
     diff = fig.axes[0].images[0].get_array()
-    assert np.allclose(diff, [[0.1, -0.2, 0.1], [0.0, 0.0, 0.0]])  # garbled mass appears as its own column
-    assert fig.axes[0].images[0].get_clim() == pytest.approx((-0.2, 0.2))  # symmetric: white means no change
+    assert np.allclose(
+        diff, [[0.1, -0.2, 0.1], [0.0, 0.0, 0.0]]
+    )  # garbled mass appears as its own column
+    assert fig.axes[0].images[0].get_clim() == pytest.approx(
+        (-0.2, 0.2)
+    )  # symmetric: white means no change
     assert fig.axes[1].get_ylabel() == "change"
 
 
@@ -130,15 +180,26 @@ def test_heatmap_refuses_bad_input():
 def test_drift_bars_heights_threshold_and_log_axis():
     drifts = {
         "plain": {"ann": {"tvd": 0.3, "kl": 0.5}, "bob": {"tvd": 0.1, "kl": 0.2}},
-        "anchored": {"ann": {"tvd": 0.001, "kl": 0.0001}, "bob": {"tvd": 0.002, "kl": 0.0003}},
+        "anchored": {
+            "ann": {"tvd": 0.001, "kl": 0.0001},
+            "bob": {"tvd": 0.002, "kl": 0.0003},
+        },
     }
     fig = plot_drift_bars(drifts, threshold=0.02, log=True)
     ax = fig.axes[0]
     heights = [p.get_height() for p in ax.patches]
     assert heights == [0.3, 0.1, 0.001, 0.002]
-    assert ax.get_yscale() == "log" and ax.get_ylabel() and ax.get_xlabel() and ax.get_title()
+    assert (
+        ax.get_yscale() == "log"
+        and ax.get_ylabel()
+        and ax.get_xlabel()
+        and ax.get_title()
+    )
     assert any(list(ln.get_ydata()) == [0.02, 0.02] for ln in ax.lines)
-    assert [t.get_text() for t in ax.get_legend().get_texts()][-2:] == ["plain", "anchored"]
+    assert [t.get_text() for t in ax.get_legend().get_texts()][-2:] == [
+        "plain",
+        "anchored",
+    ]
     fig = plot_drift_bars(drifts, metric="kl")
     assert [p.get_height() for p in fig.axes[0].patches] == [0.5, 0.2, 0.0001, 0.0003]
     assert "KL" in fig.axes[0].get_ylabel()
@@ -170,9 +231,16 @@ def test_no_global_matplotlib_state_changes():
     plot_distribution_heatmap({"ann": {"pizza": 1.0}})
     plot_drift_bars({"a": {"ann": {"tvd": 0.1, "kl": 0.1}}})
     after = dict(plt.rcParams)
-    assert {k for k in before if before[k] != after[k] and not (isinstance(before[k], float) and math.isnan(before[k]))} == set()
+    assert {
+        k
+        for k in before
+        if before[k] != after[k]
+        and not (isinstance(before[k], float) and math.isnan(before[k]))
+    } == set()
 
 
 def test_figures_are_returned_not_shown():
     fig = plot_history(_history())
-    assert plt.fignum_exists(fig.number)  # still open: the notebook's plt.show() displays it once
+    assert plt.fignum_exists(
+        fig.number
+    )  # still open: the notebook's plt.show() displays it once

@@ -25,5 +25,7 @@ def test_device_choice():
     expected = "cuda" if torch.cuda.is_available() else None
     if expected:
         assert get_device().type == "cuda"
-    elif not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+    elif not (
+        getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()
+    ):
         assert get_device().type == "cpu"

@@ -12,6 +12,7 @@ every internal link pointing at an existing file (and anchor), the Colab and Bin
 on notebook pages pointing at that notebook in the repository, and, on pages with a kernel-free
 slider, that moving the slider changes the frame.
 """
+
 from __future__ import annotations
 
 import functools
@@ -31,15 +32,24 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 SITE = Path(os.environ.get("DPO_SITE_HTML", ROOT / "_build" / "html")).resolve()
-BOOK = SITE.parents[1] if SITE.parent.name == "_build" else ROOT  # where _config.yml and chapters/ are
+BOOK = (
+    SITE.parents[1] if SITE.parent.name == "_build" else ROOT
+)  # where _config.yml and chapters/ are
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 CHROMEDRIVER = os.environ.get("CHROMEDRIVER", "/usr/bin/chromedriver")
 IN_CI = bool(os.environ.get("CI"))
 SKIP_DIRS = {"_static", "_sources", "_images", "_downloads"}
 CHROMIUM_FLAGS = [
-    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
-    "--no-first-run", "--disable-background-networking", "--disable-component-update",
-    "--disable-sync", "--window-size=1280,1000",
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--window-size=1280,1000",
 ]
 
 
@@ -47,7 +57,11 @@ def built_pages() -> list[Path]:
     """Every HTML page of the site (not the theme's static assets or the copied sources)."""
     if not SITE.is_dir():
         return []
-    return sorted(p for p in SITE.rglob("*.html") if not SKIP_DIRS & set(p.relative_to(SITE).parts[:-1]))
+    return sorted(
+        p
+        for p in SITE.rglob("*.html")
+        if not SKIP_DIRS & set(p.relative_to(SITE).parts[:-1])
+    )
 
 
 def skip_or_fail(reason: str) -> None:
@@ -60,14 +74,20 @@ def skip_or_fail(reason: str) -> None:
 
 
 def test_toc_lists_every_chapter_in_plan_order():
-    result = subprocess.run([sys.executable, str(ROOT / "tools" / "toc.py"), "--check"],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "toc.py"), "--check"],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stderr
 
 
 def _requirement_names(specs) -> set[str]:
-    return {re.split(r"[<>=!~\[ ;@]", s.strip(), maxsplit=1)[0].lower().replace("_", "-")
-            for s in specs if s.strip() and not s.strip().startswith("-")}
+    return {
+        re.split(r"[<>=!~\[ ;@]", s.strip(), maxsplit=1)[0].lower().replace("_", "-")
+        for s in specs
+        if s.strip() and not s.strip().startswith("-")
+    }
 
 
 def test_environment_yml_installs_what_pyproject_declares():
@@ -78,21 +98,41 @@ def test_environment_yml_installs_what_pyproject_declares():
     for extra in ("book", "test", "widgets"):
         wanted |= _requirement_names(project["optional-dependencies"].get(extra, []))
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
-    pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict) and "pip" in d)
-    conda = {re.split(r"[<>=! ]", d, maxsplit=1)[0] for d in env["dependencies"] if isinstance(d, str)}
+    pip = next(
+        d["pip"] for d in env["dependencies"] if isinstance(d, dict) and "pip" in d
+    )
+    conda = {
+        re.split(r"[<>=! ]", d, maxsplit=1)[0]
+        for d in env["dependencies"]
+        if isinstance(d, str)
+    }
     assert "python" in conda and "pip" in conda
-    assert wanted - _requirement_names(pip) == set(), "add these to environment.yml's pip list"
-    torch_pin = re.search(r"^TORCH_SPEC \?= (\S+)$", (ROOT / "Makefile").read_text(), re.M).group(1)
+    assert wanted - _requirement_names(pip) == set(), (
+        "add these to environment.yml's pip list"
+    )
+    torch_pin = re.search(
+        r"^TORCH_SPEC \?= (\S+)$", (ROOT / "Makefile").read_text(), re.M
+    ).group(1)
     assert torch_pin in pip, f"environment.yml should pin {torch_pin} like the Makefile"
-    assert (ROOT / "postBuild").stat().st_mode & 0o111, "postBuild must be executable for Binder"
+    assert (ROOT / "postBuild").stat().st_mode & 0o111, (
+        "postBuild must be executable for Binder"
+    )
 
 
 def test_mathjax_is_pinned_to_3_2_2():
     lock = json.loads((ROOT / "package-lock.json").read_text())
     assert lock["packages"]["node_modules/mathjax"]["version"] == "3.2.2"
-    assert json.loads((ROOT / "package.json").read_text())["dependencies"]["mathjax"] == "3.2.2"
-    for vendored in (ROOT / "_mathjax" / "mathjax" / "VERSION", SITE / "_static" / "mathjax" / "VERSION"):
-        if vendored.is_file():  # what tools/vendor_mathjax.py copied, and what the site serves
+    assert (
+        json.loads((ROOT / "package.json").read_text())["dependencies"]["mathjax"]
+        == "3.2.2"
+    )
+    for vendored in (
+        ROOT / "_mathjax" / "mathjax" / "VERSION",
+        SITE / "_static" / "mathjax" / "VERSION",
+    ):
+        if (
+            vendored.is_file()
+        ):  # what tools/vendor_mathjax.py copied, and what the site serves
             assert vendored.read_text().startswith("mathjax 3.2.2 "), vendored
 
 
@@ -110,7 +150,9 @@ def site() -> Path:
 def driver(site):
     missing = [p for p in (CHROMIUM, CHROMEDRIVER) if not shutil.which(p)]
     if missing:
-        skip_or_fail(f"headless Chromium needs {missing} (Debian: apt-get install chromium chromium-driver)")
+        skip_or_fail(
+            f"headless Chromium needs {missing} (Debian: apt-get install chromium chromium-driver)"
+        )
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -119,7 +161,9 @@ def driver(site):
     for flag in CHROMIUM_FLAGS:
         options.add_argument(flag)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    drv = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+    drv = webdriver.Chrome(
+        service=Service(executable_path=CHROMEDRIVER), options=options
+    )
     drv.set_page_load_timeout(60)
     drv.set_script_timeout(30)
     yield drv
@@ -152,7 +196,9 @@ def open_page(driver, page: Path) -> list[dict]:
     )
     assert not status.startswith("error"), f"MathJax failed: {status}"
     # images: make lazy ones eager, then wait until every <img> has finished (or 10 s passed)
-    driver.execute_script("document.querySelectorAll('img').forEach(i => { i.loading = 'eager'; });")
+    driver.execute_script(
+        "document.querySelectorAll('img').forEach(i => { i.loading = 'eager'; });"
+    )
     deadline = time.time() + 10
     while time.time() < deadline and not driver.execute_script(
         "return Array.from(document.images).every(i => i.complete && i.naturalWidth > 0);"
@@ -210,7 +256,11 @@ def test_page(driver, site, page):
     resources = driver.execute_script(
         "return performance.getEntriesByType('resource').map(e => e.name);"
     )
-    problems += [f"remote request: {url}" for url in resources if not url.startswith(("file:", "data:", "blob:"))]
+    problems += [
+        f"remote request: {url}"
+        for url in resources
+        if not url.startswith(("file:", "data:", "blob:"))
+    ]
 
     # 3. math
     math = driver.execute_script(
@@ -234,20 +284,28 @@ def test_page(driver, site, page):
     )
     if math["sources"]:
         if not math["containers"]:
-            problems.append(f"{math['sources']} math elements but nothing typeset (no mjx-container)")
+            problems.append(
+                f"{math['sources']} math elements but nothing typeset (no mjx-container)"
+            )
     problems += [f"MathJax error: {e}" for e in math["errors"]]
     problems += [f"undefined TeX macro: {e}" for e in math["undefined"]]
     for delim in ("\\(", "\\)", "\\[", "\\]", "$$"):
         if delim in math["text"]:
             at = math["text"].index(delim)
-            problems.append(f"raw TeX {delim!r} left in the text: ...{math['text'][max(0, at - 60):at + 60]!r}")
+            problems.append(
+                f"raw TeX {delim!r} left in the text: ...{math['text'][max(0, at - 60) : at + 60]!r}"
+            )
 
     # 4. every image loaded
     images = driver.execute_script(
         "return Array.from(document.images).map(i => [i.currentSrc || i.src || i.outerHTML.slice(0, 120), "
         "i.complete, i.naturalWidth]);"
     )
-    problems += [f"image not loaded: {src[:150]}" for src, complete, width in images if not (complete and width > 0)]
+    problems += [
+        f"image not loaded: {src[:150]}"
+        for src, complete, width in images
+        if not (complete and width > 0)
+    ]
     # ... and every image says what it shows to a reader who cannot see it (figures carry alt text)
     no_alt = driver.execute_script(
         "return Array.from(document.images).filter(i => !(i.getAttribute('alt') || '').trim())"
@@ -269,7 +327,11 @@ def test_page(driver, site, page):
             target = target / "index.html"
         if not target.is_file():
             problems.append(f"broken internal link: {url}")
-        elif parts.fragment and target.suffix == ".html" and unquote(parts.fragment) not in anchors_in(target):
+        elif (
+            parts.fragment
+            and target.suffix == ".html"
+            and unquote(parts.fragment) not in anchors_in(target)
+        ):
             problems.append(f"missing anchor: {url}")
         elif SITE not in target.resolve().parents:
             problems.append(f"link leaves the site folder: {url}")
@@ -282,14 +344,18 @@ def test_page(driver, site, page):
     source = notebook_source(page)
     if source is None:
         if colab or binder:
-            problems.append(f"launch links on a page that is not a notebook: {colab + binder}")
+            problems.append(
+                f"launch links on a page that is not a notebook: {colab + binder}"
+            )
     else:
         org_repo = urlsplit(repo["url"]).path.strip("/")
         rel = source.relative_to(BOOK).as_posix()
         prefix = repo["path_to_book"].strip("/")
         rel = f"{prefix}/{rel}" if prefix else rel
         ui = "lab/tree" if repo.get("notebook_interface") == "jupyterlab" else "tree"
-        want_colab = f"{repo['colab_url']}/github/{org_repo}/blob/{repo['branch']}/{rel}"
+        want_colab = (
+            f"{repo['colab_url']}/github/{org_repo}/blob/{repo['branch']}/{rel}"
+        )
         want_binder = f"{repo['binderhub_url']}/v2/gh/{org_repo}/{repo['branch']}?urlpath={ui}/{rel}"
         if colab != [want_colab]:
             problems.append(f"Colab link {colab}, expected [{want_colab}]")
@@ -300,7 +366,11 @@ def test_page(driver, site, page):
 
 
 def slider_pages() -> list[Path]:
-    return [p for p in PAGES if 'class="anim-slider"' in p.read_text(encoding="utf-8", errors="replace")]
+    return [
+        p
+        for p in PAGES
+        if 'class="anim-slider"' in p.read_text(encoding="utf-8", errors="replace")
+    ]
 
 
 @pytest.mark.browser
@@ -308,14 +378,27 @@ def test_a_notebook_chapter_has_a_kernel_free_slider(site):
     if not any(notebook_source(p) for p in PAGES):
         pytest.skip("no notebook chapter is built yet")
     with_slider = set(slider_pages())
-    assert with_slider, "no page has a kernel-free slider (dpolib.viz.kernel_free_slider)"
+    assert with_slider, (
+        "no page has a kernel-free slider (dpolib.course.viz.kernel_free_slider)"
+    )
     # CONTRIBUTING: every live ipywidgets slider has a kernel-free twin on the same page
-    live = [p for p in PAGES if (src := notebook_source(p)) and re.search(r"\binteract(ive)?\(", src.read_text())]
-    assert not [p.name for p in live if p not in with_slider], "pages with a live slider but no kernel-free twin"
+    live = [
+        p
+        for p in PAGES
+        if (src := notebook_source(p))
+        and re.search(r"\binteract(ive)?\(", src.read_text())
+    ]
+    assert not [p.name for p in live if p not in with_slider], (
+        "pages with a live slider but no kernel-free twin"
+    )
 
 
 @pytest.mark.browser
-@pytest.mark.parametrize("page", slider_pages() or [None], ids=lambda p: str(p.relative_to(SITE)) if p else "none")
+@pytest.mark.parametrize(
+    "page",
+    slider_pages() or [None],
+    ids=lambda p: str(p.relative_to(SITE)) if p else "none",
+)
 def test_slider_changes_the_frame(driver, site, page):
     if page is None:
         pytest.skip("no page with a kernel-free slider")
@@ -332,16 +415,22 @@ def test_slider_changes_the_frame(driver, site, page):
         driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", slider)
         before = img.get_attribute("src")
         text_before = readout[0].text if readout else None
-        assert before.startswith("data:image/png"), "the slider's first frame is not shown"
+        assert before.startswith("data:image/png"), (
+            "the slider's first frame is not shown"
+        )
         if frames < 2:
             continue
         slider.click()
-        slider.send_keys(Keys.END)  # a real keyboard move: fires the slider's input event
+        slider.send_keys(
+            Keys.END
+        )  # a real keyboard move: fires the slider's input event
         assert int(slider.get_attribute("value")) == frames - 1
         after = img.get_attribute("src")
         assert after != before, "moving the slider did not change the frame"
         if readout:
-            assert readout[0].text != text_before, "the value readout did not follow the slider"
+            assert readout[0].text != text_before, (
+                "the value readout did not follow the slider"
+            )
         slider.send_keys(Keys.HOME)
         assert img.get_attribute("src") == before
 
@@ -349,8 +438,12 @@ def test_slider_changes_the_frame(driver, site, page):
 @pytest.mark.browser
 def test_citations_are_author_year_and_the_bibliography_lists_every_paper(site):
     intro = (site / "chapters" / "intro.html").read_text(encoding="utf-8")
-    assert "Rafailov <em>et al.</em>, 2023" in intro, "citations are not author-year (bibtex_reference_style)"
+    assert "Rafailov <em>et al.</em>, 2023" in intro, (
+        "citations are not author-year (bibtex_reference_style)"
+    )
     bibliography = (site / "chapters" / "bibliography.html").read_text(encoding="utf-8")
-    keys = re.findall(r"^@\w+\{([^,]+),", (BOOK / "references.bib").read_text(), flags=re.M)
+    keys = re.findall(
+        r"^@\w+\{([^,]+),", (BOOK / "references.bib").read_text(), flags=re.M
+    )
     entries = re.findall(r'role="doc-biblioentry"', bibliography)
     assert len(entries) == len(keys) > 0

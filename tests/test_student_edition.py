@@ -1,4 +1,5 @@
 """The student edition keeps the exercises, removes every solution, and still runs up to the first exercise."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -13,45 +14,82 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_outp
 ROOT = Path(__file__).resolve().parents[1]
 CHAPTERS = ROOT / "chapters"
 
-_spec = importlib.util.spec_from_file_location("student_edition", ROOT / "tools" / "student_edition.py")
+_spec = importlib.util.spec_from_file_location(
+    "student_edition", ROOT / "tools" / "student_edition.py"
+)
 se = importlib.util.module_from_spec(_spec)
 sys.modules["student_edition"] = se
 _spec.loader.exec_module(se)
 
 # Strings that exist only inside solutions of the fixture: none may reach the student edition.
-SECRETS = ["secret_margin_zebra", "ZEBRA_SOLUTION_TEXT", "SECRET_BRACKET_ANSWER", "SECRET_EXPERIMENT",
-           "SECRET_TOPLEVEL", "SECRET_MD_ANSWER", "SECRET_TAGGED_CELL", "SECRET_MD_FILE"]
+SECRETS = [
+    "secret_margin_zebra",
+    "ZEBRA_SOLUTION_TEXT",
+    "SECRET_BRACKET_ANSWER",
+    "SECRET_EXPERIMENT",
+    "SECRET_TOPLEVEL",
+    "SECRET_MD_ANSWER",
+    "SECRET_TAGGED_CELL",
+    "SECRET_MD_FILE",
+]
 
 
 def fixture_notebook() -> nbformat.NotebookNode:
-    ran = new_code_cell("print('hello')", execution_count=3, outputs=[new_output("stream", name="stdout", text="hello\n")])
+    ran = new_code_cell(
+        "print('hello')",
+        execution_count=3,
+        outputs=[new_output("stream", name="stdout", text="hello\n")],
+    )
     cells = [
-        new_markdown_cell("# A fixture chapter\n\n**Learning goals** ...\n\n**Time** 1 minute."),
-        new_code_cell('import sys\nif "google.colab" in sys.modules:\n    %pip install -q dpolib', metadata={"tags": ["hide-input"]}),
-        new_code_cell("from dpolib.exercises import check_gradient_weight\nvalue = 21 * 2\nprint('before', value)"),
+        new_markdown_cell(
+            "# A fixture chapter\n\n**Learning goals** ...\n\n**Time** 1 minute."
+        ),
+        new_code_cell(
+            'import sys\nif "google.colab" in sys.modules:\n    %pip install -q dpolib',
+            metadata={"tags": ["hide-input"]},
+        ),
+        new_code_cell(
+            "from dpolib.course.exercises import check_gradient_weight\nvalue = 21 * 2\nprint('before', value)"
+        ),
         ran,
-        new_markdown_cell("## Exercises\n\n```{exercise} The weight\n:label: ex-fx-weight\n:class: core\n"
-                          "Write the DPO gradient weight.\n```"),
-        new_markdown_cell("```{solution-start} ex-fx-weight\n:class: dropdown\n```\nThe ZEBRA_SOLUTION_TEXT explains it."),
-        new_code_cell("import torch\n\n\ndef my_weight(chosen_rewards, rejected_rewards):\n"
-                      '    """sigma(r_l - r_w), one weight per pair."""\n'
-                      "    ### BEGIN SOLUTION\n"
-                      "    secret_margin_zebra = rejected_rewards - chosen_rewards\n"
-                      "    return torch.sigmoid(secret_margin_zebra)\n"
-                      "    ### END SOLUTION"),
+        new_markdown_cell(
+            "## Exercises\n\n```{exercise} The weight\n:label: ex-fx-weight\n:class: core\n"
+            "Write the DPO gradient weight.\n```"
+        ),
+        new_markdown_cell(
+            "```{solution-start} ex-fx-weight\n:class: dropdown\n```\nThe ZEBRA_SOLUTION_TEXT explains it."
+        ),
+        new_code_cell(
+            "import torch\n\n\ndef my_weight(chosen_rewards, rejected_rewards):\n"
+            '    """sigma(r_l - r_w), one weight per pair."""\n'
+            "    ### BEGIN SOLUTION\n"
+            "    secret_margin_zebra = rejected_rewards - chosen_rewards\n"
+            "    return torch.sigmoid(secret_margin_zebra)\n"
+            "    ### END SOLUTION"
+        ),
         new_code_cell("check_gradient_weight(my_weight)"),
         new_code_cell("print('SECRET_EXPERIMENT: a solution-only experiment')"),
         new_markdown_cell("```{solution-end}\n```"),
-        new_markdown_cell("```{exercise} The bracket\n:label: ex-fx-bracket\n:class: warm-up\nFind the error.\n```\n\n"
-                          "````{solution} ex-fx-bracket\n:class: dropdown\nThe SECRET_BRACKET_ANSWER:\n"
-                          "```python\nloss = beta * (a - b)\n```\n````\n\nText after the solution stays."),
-        new_markdown_cell("### BEGIN SOLUTION\nSECRET_MD_ANSWER in nbgrader style\n### END SOLUTION"),
+        new_markdown_cell(
+            "```{exercise} The bracket\n:label: ex-fx-bracket\n:class: warm-up\nFind the error.\n```\n\n"
+            "````{solution} ex-fx-bracket\n:class: dropdown\nThe SECRET_BRACKET_ANSWER:\n"
+            "```python\nloss = beta * (a - b)\n```\n````\n\nText after the solution stays."
+        ),
+        new_markdown_cell(
+            "### BEGIN SOLUTION\nSECRET_MD_ANSWER in nbgrader style\n### END SOLUTION"
+        ),
         new_code_cell("x = 'SECRET_TAGGED_CELL'", metadata={"tags": ["solution"]}),
-        new_code_cell("### BEGIN SOLUTION\nanswer = 'SECRET_TOPLEVEL'\n### END SOLUTION\nprint(answer)"),
+        new_code_cell(
+            "### BEGIN SOLUTION\nanswer = 'SECRET_TOPLEVEL'\n### END SOLUTION\nprint(answer)"
+        ),
         new_markdown_cell("## References"),
     ]
     nb = new_notebook(cells=cells)
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
     nb.metadata["widgets"] = {"state": {}}
     return nb
 
@@ -61,7 +99,9 @@ def built(tmp_path):
     src = tmp_path / "chapters"
     src.mkdir()
     nbformat.write(fixture_notebook(), src / "01_fixture.ipynb")
-    (src / "notes.md").write_text("# Notes\n\n```{solution} ex-x\nSECRET_MD_FILE\n```\n\nKept.\n")
+    (src / "notes.md").write_text(
+        "# Notes\n\n```{solution} ex-x\nSECRET_MD_FILE\n```\n\nKept.\n"
+    )
     (src / "instructors.md").write_text("# For instructors\n\nthe answer key\n")
     (src / "figure.png").write_bytes(b"\x89PNG fake")
     out = tmp_path / "student"
@@ -70,7 +110,9 @@ def built(tmp_path):
 
 
 def all_text(folder: Path) -> str:
-    return "\n".join(p.read_text(errors="replace") for p in folder.rglob("*") if p.is_file())
+    return "\n".join(
+        p.read_text(errors="replace") for p in folder.rglob("*") if p.is_file()
+    )
 
 
 def test_no_solution_leaks(built):
@@ -80,7 +122,9 @@ def test_no_solution_leaks(built):
         assert secret in all_text(src) and secret not in text, secret
     assert "BEGIN SOLUTION" not in text and "END SOLUTION" not in text
     assert "{solution" not in text
-    assert not (out / "instructors.md").exists(), "the answer key must not ship to students"
+    assert not (out / "instructors.md").exists(), (
+        "the answer key must not ship to students"
+    )
     assert (out / "figure.png").read_bytes() == b"\x89PNG fake"
     assert "Kept." in (out / "notes.md").read_text()
 
@@ -92,7 +136,9 @@ def test_structure_is_kept_and_outputs_cleared(built):
     sources = [c.source for c in nb.cells]
     assert sources[0].startswith("# A fixture chapter")
     assert "Student edition" in sources[1]
-    assert any("{exercise} The weight" in s for s in sources) and any("Text after the solution stays." in s for s in sources)
+    assert any("{exercise} The weight" in s for s in sources) and any(
+        "Text after the solution stays." in s for s in sources
+    )
     assert "widgets" not in nb.metadata
     for c in nb.cells:
         if c.cell_type == "code":
@@ -100,8 +146,13 @@ def test_structure_is_kept_and_outputs_cleared(built):
     assert any(c.metadata.get("tags") == ["hide-input"] for c in nb.cells)
     stub_cell = next(s for s in sources if "def my_weight" in s)
     # the code around the markers stays, the stub is indented like the markers
-    assert '    """sigma(r_l - r_w), one weight per pair."""\n    # YOUR CODE HERE\n    raise NotImplementedError()' in stub_cell
-    assert "check_gradient_weight(my_weight)" in sources  # the check inside the gated solution is kept
+    assert (
+        '    """sigma(r_l - r_w), one weight per pair."""\n    # YOUR CODE HERE\n    raise NotImplementedError()'
+        in stub_cell
+    )
+    assert (
+        "check_gradient_weight(my_weight)" in sources
+    )  # the check inside the gated solution is kept
     assert "*Your answer here.*" in sources
 
 
@@ -120,17 +171,33 @@ def test_student_edition_runs_up_to_the_first_exercise(built):
     _, out = built
     nb = nbformat.read(out / "01_fixture.ipynb", as_version=4)
     # The Colab cell uses %pip only inside Colab; the kernel is this interpreter's (dpolib is installed here).
-    NotebookClient(nb, timeout=120, kernel_name="python3", allow_errors=True,
-                   resources={"metadata": {"path": str(out)}}).execute()
-    errors = [(i, o) for i, c in enumerate(nb.cells) if c.cell_type == "code"
-              for o in c.outputs if o.output_type == "error"]
+    NotebookClient(
+        nb,
+        timeout=120,
+        kernel_name="python3",
+        allow_errors=True,
+        resources={"metadata": {"path": str(out)}},
+    ).execute()
+    errors = [
+        (i, o)
+        for i, c in enumerate(nb.cells)
+        if c.cell_type == "code"
+        for o in c.outputs
+        if o.output_type == "error"
+    ]
     first_exercise = next(i for i, c in enumerate(nb.cells) if "{exercise}" in c.source)
     assert all(i > first_exercise for i, _ in errors), errors
-    check_cell = next(c for c in nb.cells if "check_gradient_weight(my_weight)" in c.source)
+    check_cell = next(
+        c for c in nb.cells if "check_gradient_weight(my_weight)" in c.source
+    )
     printed = "".join(o.get("text", "") for o in check_cell.outputs)
-    assert "not implemented yet" in printed.lower() and not any(o.output_type == "error" for o in check_cell.outputs)
+    assert "not implemented yet" in printed.lower() and not any(
+        o.output_type == "error" for o in check_cell.outputs
+    )
     # the report is printed once: the returned CheckResult adds no second copy as the cell's value
-    assert [o.output_type for o in check_cell.outputs] == ["stream"] and printed.count("check_gradient_weight:") == 1
+    assert [o.output_type for o in check_cell.outputs] == ["stream"] and printed.count(
+        "check_gradient_weight:"
+    ) == 1
     # the only error is the top-level stub of the last exercise, and it is NotImplementedError
     assert [o.ename for _, o in errors] == ["NotImplementedError"]
 
@@ -144,7 +211,12 @@ def test_broken_markers_are_refused(tmp_path):
         nb = new_notebook(cells=[new_markdown_cell("# T"), new_code_cell(bad)])
         with pytest.raises(se.StudentEditionError, match=message):
             se.student_notebook(nb, "bad.ipynb")
-    nb = new_notebook(cells=[new_markdown_cell("# T"), new_markdown_cell("```{solution-start} ex\n```\nopen forever")])
+    nb = new_notebook(
+        cells=[
+            new_markdown_cell("# T"),
+            new_markdown_cell("```{solution-start} ex\n```\nopen forever"),
+        ]
+    )
     with pytest.raises(se.StudentEditionError, match="never closed"):
         se.student_notebook(nb, "bad.ipynb")
 
@@ -168,8 +240,14 @@ def test_refuses_to_overwrite_a_foreign_folder(tmp_path):
 def test_keep_solution_code_for_nbgrader(tmp_path):
     nb = se.student_notebook(fixture_notebook(), "fx.ipynb", keep_solution_code=True)
     text = nbformat.writes(nb)
-    assert "secret_margin_zebra" in text and "### BEGIN SOLUTION" in text  # nbgrader strips these itself
-    assert "ZEBRA_SOLUTION_TEXT" not in text and "SECRET_BRACKET_ANSWER" not in text and "SECRET_EXPERIMENT" not in text
+    assert (
+        "secret_margin_zebra" in text and "### BEGIN SOLUTION" in text
+    )  # nbgrader strips these itself
+    assert (
+        "ZEBRA_SOLUTION_TEXT" not in text
+        and "SECRET_BRACKET_ANSWER" not in text
+        and "SECRET_EXPERIMENT" not in text
+    )
 
 
 def test_list_exercises(tmp_path):
@@ -177,8 +255,10 @@ def test_list_exercises(tmp_path):
     src.mkdir()
     nbformat.write(fixture_notebook(), src / "01_fixture.ipynb")
     found = [(e.chapter, e.label, e.tier, e.title) for e in se.list_exercises(src)]
-    assert found == [("01_fixture.ipynb", "ex-fx-weight", "core", "The weight"),
-                     ("01_fixture.ipynb", "ex-fx-bracket", "warm-up", "The bracket")]
+    assert found == [
+        ("01_fixture.ipynb", "ex-fx-weight", "core", "The weight"),
+        ("01_fixture.ipynb", "ex-fx-bracket", "warm-up", "The bracket"),
+    ]
 
 
 # --- the real chapters, when they exist ---------------------------------------------------------
@@ -191,7 +271,9 @@ def solution_lines(nb: nbformat.NotebookNode) -> tuple[set[str], set[str]]:
         lines = src.split("\n")
         if cell.cell_type == "code":
             inside = False
-            keep_cell = "### BEGIN SOLUTION" in src or re.search(r"\bcheck_\w+\s*\(", src)
+            keep_cell = "### BEGIN SOLUTION" in src or re.search(
+                r"\bcheck_\w+\s*\(", src
+            )
             for line in lines:
                 if line.strip() in ("### BEGIN SOLUTION", "### END SOLUTION"):
                     inside = line.strip() == "### BEGIN SOLUTION"
@@ -213,7 +295,11 @@ def solution_lines(nb: nbformat.NotebookNode) -> tuple[set[str], set[str]]:
                     continue
                 if fence is not None:
                     sol.add(line.strip())
-                    if line.strip() and set(line.strip()) == {fence[0]} and len(line.strip()) >= len(fence):
+                    if (
+                        line.strip()
+                        and set(line.strip()) == {fence[0]}
+                        and len(line.strip()) >= len(fence)
+                    ):
                         fence = None
                     continue
                 (sol if gated else rest).add(line.strip())
@@ -233,9 +319,13 @@ def test_real_chapters_leak_nothing(tmp_path):
         nbformat.validate(student_nb)
         text = (out / path.name).read_text()
         assert not se.find_leaks(text), (path.name, se.find_leaks(text)[:3])
-        student_lines = {line.strip() for c in student_nb.cells for line in c.source.split("\n")}
+        student_lines = {
+            line.strip() for c in student_nb.cells for line in c.source.split("\n")
+        }
         sol, rest = solution_lines(nbformat.read(path, as_version=4))
-        distinctive = {s for s in sol - rest if len(s) >= 8 and re.search(r"[A-Za-z]{3}", s)}
+        distinctive = {
+            s for s in sol - rest if len(s) >= 8 and re.search(r"[A-Za-z]{3}", s)
+        }
         leaked = distinctive & student_lines
         assert not leaked, (path.name, sorted(leaked)[:5])
         for c in student_nb.cells:
@@ -243,18 +333,31 @@ def test_real_chapters_leak_nothing(tmp_path):
                 assert c.outputs == [] and c.execution_count is None
 
 
-KINDS = {"calculation", "predict-then-run", "derivation", "implementation", "experiment",
-         "interpretation", "reasoning", "modelling with the calculator"}
+KINDS = {
+    "calculation",
+    "predict-then-run",
+    "derivation",
+    "implementation",
+    "experiment",
+    "interpretation",
+    "reasoning",
+    "modelling with the calculator",
+}
 
 
 def instructors_rows() -> list[list[str]]:
     """The rows of the per-exercise table of instructors.md, as lists of stripped cells."""
     text = (CHAPTERS / "instructors.md").read_text()
-    return [[c.strip() for c in line.strip().strip("|").split("|")]
-            for line in text.splitlines() if re.match(r"^\|\s*`[\w.-]+\.ipynb`\s*\|", line)]
+    return [
+        [c.strip() for c in line.strip().strip("|").split("|")]
+        for line in text.splitlines()
+        if re.match(r"^\|\s*`[\w.-]+\.ipynb`\s*\|", line)
+    ]
 
 
-@pytest.mark.skipif(not (CHAPTERS / "instructors.md").exists(), reason="no instructors page yet")
+@pytest.mark.skipif(
+    not (CHAPTERS / "instructors.md").exists(), reason="no instructors page yet"
+)
 def test_instructors_table_matches_the_chapters():
     """Every exercise of the chapters has exactly one row in instructors.md, with its real chapter and tier, and
     every row is a real exercise."""
@@ -269,36 +372,58 @@ def test_instructors_table_matches_the_chapters():
     missing = sorted(set(real) - set(listed))
     assert not missing, f"exercises with no row in instructors.md's table: {missing}"
     invented = sorted(set(listed) - set(real))
-    assert not invented, f"instructors.md's table lists exercises that no chapter has (or in the wrong chapter): {invented}"
+    assert not invented, (
+        f"instructors.md's table lists exercises that no chapter has (or in the wrong chapter): {invented}"
+    )
     for label in set(re.findall(r"`(ex-[\w-]+)`", text)):
-        assert label in {e.label for e in exercises}, f"instructors.md names {label}, which no chapter has"
+        assert label in {e.label for e in exercises}, (
+            f"instructors.md names {label}, which no chapter has"
+        )
     for row, key in zip(rows, listed):
-        assert row[2] == real[key], f"{key[1]}: instructors.md says {row[2]}, the chapter says {real[key]}"
+        assert row[2] == real[key], (
+            f"{key[1]}: instructors.md says {row[2]}, the chapter says {real[key]}"
+        )
 
 
-@pytest.mark.skipif(not (CHAPTERS / "instructors.md").exists(), reason="no instructors page yet")
+@pytest.mark.skipif(
+    not (CHAPTERS / "instructors.md").exists(), reason="no instructors page yet"
+)
 def test_instructors_table_kinds_checkers_times_and_answers():
     """Each row has a known kind, a time, and a checker exactly when it is an implementation (one that its chapter
     calls); each exercise has an entry in the answer key."""
-    from dpolib import exercises as ex
+    from dpolib.course import exercises as ex
 
     text = (CHAPTERS / "instructors.md").read_text()
-    key = text[text.index("## Answer key"):]
+    key = text[text.index("## Answer key") :]
     for chapter, label, _tier, kind, checker, time in instructors_rows():
         chapter, label = chapter.strip("`"), label.strip("`")
         kinds = {k.strip() for k in kind.split(",")}
         assert kinds and kinds <= KINDS, f"{label}: unknown kind {kind!r}"
-        assert re.fullmatch(r"\d+ min", time), f"{label}: the time should read like '15 min', not {time!r}"
+        assert re.fullmatch(r"\d+ min", time), (
+            f"{label}: the time should read like '15 min', not {time!r}"
+        )
         checkers = re.findall(r"`(check_\w+)`", checker)
         if "implementation" in kinds:
-            assert checkers, f"{label}: an implementation exercise must name its checker"
-            source = "\n".join(c.source for c in nbformat.read(CHAPTERS / chapter, as_version=4).cells)
+            assert checkers, (
+                f"{label}: an implementation exercise must name its checker"
+            )
+            source = "\n".join(
+                c.source for c in nbformat.read(CHAPTERS / chapter, as_version=4).cells
+            )
             for name in checkers:
-                assert name in ex.__all__, f"{label}: {name} is not a checker of dpolib.exercises"
-                assert re.search(rf"\b{name}\(", source), f"{label}: {chapter} never calls {name}"
+                assert name in ex.__all__, (
+                    f"{label}: {name} is not a checker of dpolib.course.exercises"
+                )
+                assert re.search(rf"\b{name}\(", source), (
+                    f"{label}: {chapter} never calls {name}"
+                )
         else:
-            assert not checker, f"{label}: only implementation exercises have a checker, not {checker!r}"
-        assert re.search(rf"^- `{re.escape(label)}`: \S", key, re.M), f"{label}: no entry in the answer key"
+            assert not checker, (
+                f"{label}: only implementation exercises have a checker, not {checker!r}"
+            )
+        assert re.search(rf"^- `{re.escape(label)}`: \S", key, re.M), (
+            f"{label}: no entry in the answer key"
+        )
 
 
 def test_makefile_has_a_student_target():

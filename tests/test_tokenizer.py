@@ -22,7 +22,9 @@ def test_end_marker_is_not_a_character():
 
 
 def test_unknown_character_names_it_and_the_fix(tok):
-    with pytest.raises(ValueError, match=r"'!' at position 5 .*not in the tokenizer's alphabet"):
+    with pytest.raises(
+        ValueError, match=r"'!' at position 5 .*not in the tokenizer's alphabet"
+    ):
         tok.encode("pizza!")
 
 

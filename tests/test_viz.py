@@ -1,4 +1,5 @@
-"""dpolib.viz: kernel-free sliders are offline and complete, show_source shows the real code."""
+"""dpolib.course.viz: kernel-free sliders are offline and complete, show_source shows the real code."""
+
 from __future__ import annotations
 
 import re
@@ -11,7 +12,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
-from dpolib import viz
+from dpolib.course import viz
 
 
 def _figure():
@@ -32,10 +33,19 @@ def test_slider_has_one_frame_per_value_and_no_remote_requests():
     fig, draw, calls = _figure()
     out = viz.kernel_free_slider(fig, draw, [0.1, 1.0, 10.0])
     markup = out.data
-    assert calls == [0.1, 0.1, 1.0, 10.0]  # the layout pass on the first value, then one draw per frame
+    assert calls == [
+        0.1,
+        0.1,
+        1.0,
+        10.0,
+    ]  # the layout pass on the first value, then one draw per frame
     assert len(re.findall(r'frames\[\d+\] = "data:image/png;base64,', markup)) == 3
     # nothing that a browser would fetch from another host
-    assert "http://" not in markup and "https://" not in markup and "//" + "cdn" not in markup
+    assert (
+        "http://" not in markup
+        and "https://" not in markup
+        and "//" + "cdn" not in markup
+    )
     assert "font-awesome" not in markup and 'class="fa ' not in markup
     assert 'type="range"' in markup
     assert re.search(r'<img id="_anim_img[0-9a-f]+" alt="[^"]+">', markup)
@@ -61,7 +71,9 @@ def test_slider_closes_the_figure():
 
 def test_slider_readout_uses_label_and_fmt():
     fig, draw, _ = _figure()
-    markup = viz.kernel_free_slider(fig, draw, [0.25, 0.5], label="lr", fmt="{:.2f}").data
+    markup = viz.kernel_free_slider(
+        fig, draw, [0.25, 0.5], label="lr", fmt="{:.2f}"
+    ).data
     assert '["lr = 0.25", "lr = 0.50"]' in markup
     assert ">lr = 0.25</output>" in markup
 
@@ -71,7 +83,9 @@ def test_slider_frame_size_matches_the_docstring_estimate():
     x = np.linspace(-3, 3, 200)
     (line,) = ax.plot(x, x)
     values = [0.5, 1.0, 2.0, 4.0]
-    markup = viz.kernel_free_slider(fig, lambda b: line.set_ydata(np.tanh(b * x)), values).data
+    markup = viz.kernel_free_slider(
+        fig, lambda b: line.set_ydata(np.tanh(b * x)), values
+    ).data
     per_frame_kib = len(markup) / len(values) / 1024
     assert 5 < per_frame_kib < 40, per_frame_kib
 
@@ -111,7 +125,12 @@ def test_source_markdown_is_the_real_source():
 
     md = viz.source_markdown(dpolib.runtime.seed_everything)
     assert md.startswith("`dpolib.runtime.seed_everything` (dpolib/runtime.py):\n\n")
-    assert "```python\n" + inspect.getsource(dpolib.runtime.seed_everything).rstrip("\n") + "\n```" in md
+    assert (
+        "```python\n"
+        + inspect.getsource(dpolib.runtime.seed_everything).rstrip("\n")
+        + "\n```"
+        in md
+    )
 
 
 def test_source_markdown_dedents_methods_and_widens_fences():

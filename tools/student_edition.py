@@ -15,6 +15,7 @@ For every chapter notebook:
 Other chapter files are copied (Markdown files with their `{solution}` blocks removed), except
 `instructors.md`, which holds the answer key. The result is checked for leaks before it is written.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,7 +28,10 @@ from pathlib import Path
 import nbformat
 
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
-CODE_STUB = ("# YOUR CODE HERE", "raise NotImplementedError()")  # nbgrader's own stub, so autograding sees the same
+CODE_STUB = (
+    "# YOUR CODE HERE",
+    "raise NotImplementedError()",
+)  # nbgrader's own stub, so autograding sees the same
 TEXT_STUB = "*Your answer here.*"
 NOT_COPIED = {"instructors.md"}  # the answer key stays with the instructors
 SKIPPED_DIRS = {".ipynb_checkpoints", "__pycache__", "_build", ".jupyter_cache"}
@@ -35,7 +39,9 @@ MARKER_FILE = ".student-edition"  # lets a rerun clear OUT safely: only a folder
 SOLUTION_TAG = "solution"
 
 # A MyST directive opening: ```{name} argument  or  :::{name} argument (fence of 3 or more).
-DIRECTIVE = re.compile(r"^(?P<indent> {0,3})(?P<fence>`{3,}|:{3,})\s*\{(?P<name>[A-Za-z0-9_:-]+)\}\s*(?P<arg>.*)$")
+DIRECTIVE = re.compile(
+    r"^(?P<indent> {0,3})(?P<fence>`{3,}|:{3,})\s*\{(?P<name>[A-Za-z0-9_:-]+)\}\s*(?P<arg>.*)$"
+)
 FENCE = re.compile(r"^(?P<indent> {0,3})(?P<fence>`{3,}|~{3,}|:{3,})(?P<info>.*)$")
 CHECKER_CALL = re.compile(r"\bcheck_[a-z0-9_]+\s*\(|\bdpolib\.exercises\b")
 TIERS = ("warm-up", "core", "challenge")
@@ -66,7 +72,9 @@ def _block_end(lines: list[str], start: int, fence: str) -> int:
     return len(lines)
 
 
-def _replace_markers(source: str, stub: tuple[str, ...], where: str) -> tuple[str, bool]:
+def _replace_markers(
+    source: str, stub: tuple[str, ...], where: str
+) -> tuple[str, bool]:
     """Replace each BEGIN/END SOLUTION region by `stub`, indented like its BEGIN line."""
     out: list[str] = []
     inside, found = False, False
@@ -74,26 +82,36 @@ def _replace_markers(source: str, stub: tuple[str, ...], where: str) -> tuple[st
         s = line.strip()
         if s == BEGIN:
             if inside:
-                raise StudentEditionError(f"{where}: line {n}: {BEGIN!r} inside another solution region; close the first with {END!r}")
+                raise StudentEditionError(
+                    f"{where}: line {n}: {BEGIN!r} inside another solution region; close the first with {END!r}"
+                )
             inside, found = True, True
             indent = line[: len(line) - len(line.lstrip())]
             out += [indent + stub_line for stub_line in stub]
         elif s == END:
             if not inside:
-                raise StudentEditionError(f"{where}: line {n}: {END!r} without a {BEGIN!r} before it")
+                raise StudentEditionError(
+                    f"{where}: line {n}: {END!r} without a {BEGIN!r} before it"
+                )
             inside = False
         elif not inside:
             out.append(line)
     if inside:
-        raise StudentEditionError(f"{where}: {BEGIN!r} is never closed; add {END!r} after the solution code")
+        raise StudentEditionError(
+            f"{where}: {BEGIN!r} is never closed; add {END!r} after the solution code"
+        )
     return "\n".join(out), found
 
 
-def strip_markdown(text: str, in_gated: bool = False, where: str = "markdown") -> tuple[str, bool]:
+def strip_markdown(
+    text: str, in_gated: bool = False, where: str = "markdown"
+) -> tuple[str, bool]:
     """Remove `{solution}` blocks and gated solution text from Markdown; returns (text, still inside a gated solution)."""
     lines = text.split("\n")
     out: list[str] = []
-    open_directives: list[str] = []  # fences of the other directives we are inside ({exercise}, {note}, ...)
+    open_directives: list[
+        str
+    ] = []  # fences of the other directives we are inside ({exercise}, {note}, ...)
     i = 0
     while i < len(lines):
         line = lines[i]
@@ -106,13 +124,17 @@ def strip_markdown(text: str, in_gated: bool = False, where: str = "markdown") -
         name = d.group("name") if d else None
         if name == "solution-start":
             if in_gated:
-                raise StudentEditionError(f"{where}: a {{solution-start}} inside another gated solution; close the first with {{solution-end}}")
+                raise StudentEditionError(
+                    f"{where}: a {{solution-start}} inside another gated solution; close the first with {{solution-end}}"
+                )
             in_gated = True
             i = _block_end(lines, i, d.group("fence"))
             continue
         if name == "solution-end":
             if not in_gated:
-                raise StudentEditionError(f"{where}: {{solution-end}} without a {{solution-start}} before it")
+                raise StudentEditionError(
+                    f"{where}: {{solution-end}} without a {{solution-start}} before it"
+                )
             in_gated = False
             i = _block_end(lines, i, d.group("fence"))
             continue
@@ -122,7 +144,9 @@ def strip_markdown(text: str, in_gated: bool = False, where: str = "markdown") -
         if name == "solution":
             i = _block_end(lines, i, d.group("fence"))
             continue
-        if d is not None:  # another directive: keep it, and look inside it for solutions too
+        if (
+            d is not None
+        ):  # another directive: keep it, and look inside it for solutions too
             open_directives.append(d.group("fence"))
             out.append(line)
             i += 1
@@ -148,7 +172,9 @@ def _check_syntax(source: str, where: str) -> None:
     lines = []
     for line in source.split("\n"):
         s = line.lstrip()
-        lines.append(line[: len(line) - len(s)] + "pass" if s.startswith(("%", "!")) else line)
+        lines.append(
+            line[: len(line) - len(s)] + "pass" if s.startswith(("%", "!")) else line
+        )
     try:
         compile("\n".join(lines), where, "exec")
     except SyntaxError as e:
@@ -158,13 +184,17 @@ def _check_syntax(source: str, where: str) -> None:
         ) from None
 
 
-def student_notebook(nb: nbformat.NotebookNode, name: str = "notebook", keep_solution_code: bool = False) -> nbformat.NotebookNode:
+def student_notebook(
+    nb: nbformat.NotebookNode, name: str = "notebook", keep_solution_code: bool = False
+) -> nbformat.NotebookNode:
     """A copy of `nb` without solutions and outputs (see the module docstring for the rules)."""
     cells = []
     in_gated = False
     for k, cell in enumerate(nb.cells):
         where = f"{name}, cell {k}"
-        cell = nbformat.from_dict(cell)  # a deep copy: the source notebook is left alone
+        cell = nbformat.from_dict(
+            cell
+        )  # a deep copy: the source notebook is left alone
         tags = cell.get("metadata", {}).get("tags", [])
         if SOLUTION_TAG in tags:
             continue
@@ -174,7 +204,9 @@ def student_notebook(nb: nbformat.NotebookNode, name: str = "notebook", keep_sol
                 continue
             cell.source = text
         elif cell.cell_type == "code":
-            has_markers = any(line.strip() in (BEGIN, END) for line in cell.source.split("\n"))
+            has_markers = any(
+                line.strip() in (BEGIN, END) for line in cell.source.split("\n")
+            )
             if in_gated and not (has_markers or CHECKER_CALL.search(cell.source)):
                 continue
             if has_markers and not keep_solution_code:
@@ -188,7 +220,9 @@ def student_notebook(nb: nbformat.NotebookNode, name: str = "notebook", keep_sol
             continue
         cells.append(cell)
     if in_gated:
-        raise StudentEditionError(f"{name}: a {{solution-start}} is never closed by a {{solution-end}} cell")
+        raise StudentEditionError(
+            f"{name}: a {{solution-start}} is never closed by a {{solution-end}} cell"
+        )
     out = nbformat.from_dict(nb)
     out.cells = cells
     out.metadata.pop("widgets", None)
@@ -219,13 +253,19 @@ def find_leaks(text: str, allow_markers: bool = False) -> list[str]:
 
 def _prepare_out(out: Path, src: Path) -> None:
     if out.resolve() == src.resolve() or src.resolve() in out.resolve().parents:
-        raise StudentEditionError(f"the output folder {out} must lie outside the chapters folder {src}")
+        raise StudentEditionError(
+            f"the output folder {out} must lie outside the chapters folder {src}"
+        )
     if out.exists() and any(out.iterdir()):
         if not (out / MARKER_FILE).exists():
-            raise StudentEditionError(f"{out} exists, is not empty and was not written by this tool; choose another folder or empty it")
+            raise StudentEditionError(
+                f"{out} exists, is not empty and was not written by this tool; choose another folder or empty it"
+            )
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / MARKER_FILE).write_text("Written by tools/student_edition.py; `make student` deletes and rewrites this folder.\n")
+    (out / MARKER_FILE).write_text(
+        "Written by tools/student_edition.py; `make student` deletes and rewrites this folder.\n"
+    )
 
 
 def build(src: Path, out: Path, keep_solution_code: bool = False) -> list[Path]:
@@ -237,22 +277,36 @@ def build(src: Path, out: Path, keep_solution_code: bool = False) -> list[Path]:
     results: dict[Path, str | Path] = {}
     for path in sorted(src.rglob("*")):
         rel = path.relative_to(src)
-        if path.is_dir() or any(part in SKIPPED_DIRS for part in rel.parts) or rel.name in NOT_COPIED:
+        if (
+            path.is_dir()
+            or any(part in SKIPPED_DIRS for part in rel.parts)
+            or rel.name in NOT_COPIED
+        ):
             continue
         if path.suffix == ".ipynb":
             nb = nbformat.read(path, as_version=4)
-            text = nbformat.writes(student_notebook(nb, str(rel), keep_solution_code)) + "\n"
+            text = (
+                nbformat.writes(student_notebook(nb, str(rel), keep_solution_code))
+                + "\n"
+            )
         elif path.suffix == ".md":
-            text, in_gated = strip_markdown(path.read_text(encoding="utf-8"), where=str(rel))
+            text, in_gated = strip_markdown(
+                path.read_text(encoding="utf-8"), where=str(rel)
+            )
             if in_gated:
-                raise StudentEditionError(f"{rel}: a {{solution-start}} is never closed by a {{solution-end}}")
+                raise StudentEditionError(
+                    f"{rel}: a {{solution-start}} is never closed by a {{solution-end}}"
+                )
             text += "\n"
         else:
             results[rel] = path  # figures, data: copied as they are
             continue
         leaks = find_leaks(text, allow_markers=keep_solution_code)
         if leaks:
-            raise StudentEditionError(f"{rel}: solution material left after stripping: " + "; ".join(leaks[:5]))
+            raise StudentEditionError(
+                f"{rel}: solution material left after stripping: "
+                + "; ".join(leaks[:5])
+            )
         results[rel] = text
     _prepare_out(out, src)
     written = []
@@ -279,7 +333,11 @@ def list_exercises(src: Path) -> list[Exercise]:
     found = []
     for path in sorted(Path(src).glob("*")):
         if path.suffix == ".ipynb":
-            texts = [c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "markdown"]
+            texts = [
+                c.source
+                for c in nbformat.read(path, as_version=4).cells
+                if c.cell_type == "markdown"
+            ]
         elif path.suffix == ".md" and path.name not in NOT_COPIED:
             texts = [path.read_text(encoding="utf-8")]
         else:
@@ -291,25 +349,50 @@ def list_exercises(src: Path) -> list[Exercise]:
                 if not d or d.group("name") not in ("exercise", "exercise-start"):
                     continue
                 opts = {}
-                for opt in lines[i + 1:]:
+                for opt in lines[i + 1 :]:
                     m = re.match(r"^\s*:([\w-]+):\s*(.*)$", opt)
                     if not m:
                         break
                     opts[m.group(1)] = m.group(2).strip()
-                tier = next((c for c in opts.get("class", "").split() if c in TIERS), "")
-                found.append(Exercise(path.name, opts.get("label", ""), tier, d.group("arg").strip()))
+                tier = next(
+                    (c for c in opts.get("class", "").split() if c in TIERS), ""
+                )
+                found.append(
+                    Exercise(
+                        path.name, opts.get("label", ""), tier, d.group("arg").strip()
+                    )
+                )
     return found
 
 
 def main(argv: list[str] | None = None) -> int:
     root = Path(__file__).resolve().parents[1]
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("src", nargs="?", type=Path, default=root / "chapters", help="chapters folder (default: chapters/)")
-    p.add_argument("out", nargs="?", type=Path, default=root / "student", help="output folder (default: student/)")
-    p.add_argument("--keep-solution-code", action="store_true",
-                   help="keep the code between the nbgrader markers (a source for `nbgrader generate_assignment`); "
-                        "solution text and outputs are still removed")
-    p.add_argument("--list-exercises", action="store_true", help="print a Markdown table of the exercises and exit")
+    p.add_argument(
+        "src",
+        nargs="?",
+        type=Path,
+        default=root / "chapters",
+        help="chapters folder (default: chapters/)",
+    )
+    p.add_argument(
+        "out",
+        nargs="?",
+        type=Path,
+        default=root / "student",
+        help="output folder (default: student/)",
+    )
+    p.add_argument(
+        "--keep-solution-code",
+        action="store_true",
+        help="keep the code between the nbgrader markers (a source for `nbgrader generate_assignment`); "
+        "solution text and outputs are still removed",
+    )
+    p.add_argument(
+        "--list-exercises",
+        action="store_true",
+        help="print a Markdown table of the exercises and exit",
+    )
     args = p.parse_args(argv)
     try:
         if args.list_exercises:
@@ -322,7 +405,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"student edition: {e}", file=sys.stderr)
         return 1
     n_nb = sum(f.suffix == ".ipynb" for f in written)
-    print(f"student edition: {n_nb} notebooks and {len(written) - n_nb} other files written to {args.out}")
+    print(
+        f"student edition: {n_nb} notebooks and {len(written) - n_nb} other files written to {args.out}"
+    )
     return 0
 
 

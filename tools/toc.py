@@ -10,6 +10,7 @@ Pages count when git knows them (committed or staged: `git add` the chapter, the
 draft in someone's working tree changes nothing; without git every file counts. A page in
 chapters/ that is not in PLAN is reported: add it to PLAN first.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,8 +27,11 @@ PLAN: list[tuple[str, list[str]]] = [
     ("Start here", ["chapters/running-locally", "chapters/notation"]),
     ("Why DPO", ["chapters/01_rlhf_vs_dpo"]),
     ("The math", ["chapters/02_optimal_policy", "chapters/03_dpo_loss"]),
-    ("The pizza run", ["chapters/04_food_model", "chapters/05_pizza_run", "chapters/06_tuning_beta"]),
-    ("Beyond", ["chapters/07_beyond_dpo"]),
+    (
+        "The pizza run",
+        ["chapters/04_food_model", "chapters/05_pizza_run", "chapters/07_tuning_beta"],
+    ),
+    ("Beyond", ["chapters/08_beyond_dpo"]),
     ("For instructors", ["chapters/instructors"]),
     ("Reference", ["chapters/glossary", "chapters/bibliography"]),
 ]
@@ -48,12 +52,20 @@ def known_pages() -> set[str]:
     """Pages in chapters/ (path without suffix) that git tracks or has staged; all files without git."""
     try:
         listed = subprocess.run(
-            ["git", "ls-files", "--", "chapters"], cwd=ROOT, capture_output=True, text=True, check=True
+            ["git", "ls-files", "--", "chapters"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout.split()
         files = [ROOT / p for p in listed if (ROOT / p).is_file()]
     except (OSError, subprocess.CalledProcessError):
         files = list((ROOT / "chapters").glob("*"))
-    return {str(f.relative_to(ROOT).with_suffix("")) for f in files if f.suffix in (".md", ".ipynb") and f.parent.name == "chapters"}
+    return {
+        str(f.relative_to(ROOT).with_suffix(""))
+        for f in files
+        if f.suffix in (".md", ".ipynb") and f.parent.name == "chapters"
+    }
 
 
 def render() -> str:
@@ -79,21 +91,33 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     mode = parser.add_mutually_exclusive_group(required=True)
     mode.add_argument("--write", action="store_true", help="regenerate _toc.yml")
-    mode.add_argument("--check", action="store_true", help="fail if _toc.yml is out of date")
+    mode.add_argument(
+        "--check", action="store_true", help="fail if _toc.yml is out of date"
+    )
     args = parser.parse_args(argv)
     toc = ROOT / "_toc.yml"
     want = render()
     extra = unplanned_pages()
     if extra:
-        print(f"pages in chapters/ that are not in tools/toc.py PLAN: {extra}", file=sys.stderr)
+        print(
+            f"pages in chapters/ that are not in tools/toc.py PLAN: {extra}",
+            file=sys.stderr,
+        )
     if args.write:
         toc.write_text(want)
         print(f"wrote {toc.relative_to(ROOT)}")
         return 1 if extra else 0
     have = toc.read_text() if toc.is_file() else ""
     if have != want:
-        sys.stderr.writelines(difflib.unified_diff(have.splitlines(True), want.splitlines(True), "_toc.yml", "expected"))
-        print("_toc.yml is out of date: run `python tools/toc.py --write`", file=sys.stderr)
+        sys.stderr.writelines(
+            difflib.unified_diff(
+                have.splitlines(True), want.splitlines(True), "_toc.yml", "expected"
+            )
+        )
+        print(
+            "_toc.yml is out of date: run `python tools/toc.py --write`",
+            file=sys.stderr,
+        )
         return 1
     return 1 if extra else 0
 

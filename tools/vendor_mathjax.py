@@ -7,6 +7,7 @@ accessibility modules the menu can switch on. A VERSION file records what was ve
 
 Usage: python tools/vendor_mathjax.py   (run by `make book` after `npm ci`)
 """
+
 from __future__ import annotations
 
 import json
@@ -17,7 +18,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 SOURCE = ROOT / "node_modules" / "mathjax" / "es5"
 TARGET = ROOT / "_mathjax" / "mathjax"
-WANTED_MAJOR = "3."  # MathJax 4 changed file layout and configuration: not a drop-in update
+WANTED_MAJOR = (
+    "3."  # MathJax 4 changed file layout and configuration: not a drop-in update
+)
 PARTS = [
     "tex-mml-chtml.js",
     "input/tex/extensions",
@@ -41,7 +44,10 @@ def locked_version() -> str:
 def main() -> int:
     want = locked_version()
     if not want.startswith(WANTED_MAJOR):
-        print(f"package-lock.json pins mathjax {want}; this book needs 3.x", file=sys.stderr)
+        print(
+            f"package-lock.json pins mathjax {want}; this book needs 3.x",
+            file=sys.stderr,
+        )
         return 1
     package = SOURCE.parent / "package.json"
     if not package.is_file():
@@ -49,7 +55,10 @@ def main() -> int:
         return 1
     have = json.loads(package.read_text())["version"]
     if have != want:
-        print(f"node_modules has mathjax {have}, package-lock.json pins {want}: run `npm ci`", file=sys.stderr)
+        print(
+            f"node_modules has mathjax {have}, package-lock.json pins {want}: run `npm ci`",
+            file=sys.stderr,
+        )
         return 1
     if TARGET.exists():
         shutil.rmtree(TARGET)
@@ -62,9 +71,13 @@ def main() -> int:
         else:
             shutil.copy2(src, dst)
     shutil.copy2(SOURCE.parent / "LICENSE", TARGET / "LICENSE")
-    (TARGET / "VERSION").write_text(f"mathjax {have} (npm, es5 build; parts: {', '.join(PARTS)})\n")
+    (TARGET / "VERSION").write_text(
+        f"mathjax {have} (npm, es5 build; parts: {', '.join(PARTS)})\n"
+    )
     size = sum(f.stat().st_size for f in TARGET.rglob("*") if f.is_file())
-    print(f"vendored mathjax {have} into {TARGET.relative_to(ROOT)} ({size / 2**20:.1f} MiB)")
+    print(
+        f"vendored mathjax {have} into {TARGET.relative_to(ROOT)} ({size / 2**20:.1f} MiB)"
+    )
     return 0
 
 

@@ -5,6 +5,7 @@ gradients and optimizer states. It leaves out activations, the KV cache PPO need
 rollouts, temporary buffers and fragmentation, which come on top and depend on batch and
 sequence length. Sizes are in decimal units: 1 GB = 1e9 bytes.
 """
+
 from __future__ import annotations
 
 import copy
@@ -27,15 +28,21 @@ PIPELINES = ("ppo", "dpo")
 def bytes_per_param(precision: str) -> int:
     """Bytes one parameter takes in `precision`: fp32 4, bf16/fp16 2, int8 1."""
     if precision not in BYTES_PER_PARAM:
-        raise ValueError(f"unknown precision {precision!r}; choose one of {tuple(BYTES_PER_PARAM)}")
+        raise ValueError(
+            f"unknown precision {precision!r}; choose one of {tuple(BYTES_PER_PARAM)}"
+        )
     return BYTES_PER_PARAM[precision]
 
 
 def _check_params(n_params: float, name: str = "n_params") -> float:
     if isinstance(n_params, bool) or not isinstance(n_params, numbers.Real):
-        raise TypeError(f"{name} must be a number of parameters (int or float such as 7e9), got {type(n_params).__name__}")
+        raise TypeError(
+            f"{name} must be a number of parameters (int or float such as 7e9), got {type(n_params).__name__}"
+        )
     if not math.isfinite(n_params) or n_params < 0:
-        raise ValueError(f"{name} must be a finite number >= 0, got {n_params!r}; pass e.g. 7e9 for a 7B model")
+        raise ValueError(
+            f"{name} must be a finite number >= 0, got {n_params!r}; pass e.g. 7e9 for a 7B model"
+        )
     return float(n_params)
 
 
@@ -56,8 +63,14 @@ class TrainingRecipe:
     def __post_init__(self) -> None:
         bytes_per_param(self.precision)
         bytes_per_param(self.optimizer_precision)
-        if isinstance(self.n_moments, bool) or not isinstance(self.n_moments, numbers.Integral) or self.n_moments < 0:
-            raise ValueError(f"n_moments must be an int >= 0 (Adam 2, SGD+momentum 1, SGD 0), got {self.n_moments!r}")
+        if (
+            isinstance(self.n_moments, bool)
+            or not isinstance(self.n_moments, numbers.Integral)
+            or self.n_moments < 0
+        ):
+            raise ValueError(
+                f"n_moments must be an int >= 0 (Adam 2, SGD+momentum 1, SGD 0), got {self.n_moments!r}"
+            )
 
     def weight_bytes(self) -> int:
         return bytes_per_param(self.precision)
@@ -108,7 +121,14 @@ def model_memory(
     n = _check_params(n_params)
     recipe = recipe or TrainingRecipe()
     if trained:
-        return ModelMemory(name, n, True, n * recipe.weight_bytes(), n * recipe.grad_bytes(), n * recipe.optimizer_bytes())
+        return ModelMemory(
+            name,
+            n,
+            True,
+            n * recipe.weight_bytes(),
+            n * recipe.grad_bytes(),
+            n * recipe.optimizer_bytes(),
+        )
     w = bytes_per_param(frozen_precision or recipe.precision)
     return ModelMemory(name, n, False, n * w, 0.0, 0.0)
 
@@ -135,14 +155,20 @@ class PipelineMemory:
     def breakdown(self) -> str:
         """A small text table: one row per model, sizes in GB."""
         head = f"{'model':<10} {'role':<8} {'weights':>9} {'grads':>9} {'optimizer':>10} {'total':>9}"
-        rows = [f"{self.pipeline}: model states in GB (1 GB = 1e9 bytes)", head, "-" * len(head)]
+        rows = [
+            f"{self.pipeline}: model states in GB (1 GB = 1e9 bytes)",
+            head,
+            "-" * len(head),
+        ]
         for m in self.models:
             role = "trained" if m.trained else "frozen"
             rows.append(
                 f"{m.name:<10} {role:<8} {m.weights / GB:>9.1f} {m.grads / GB:>9.1f} "
                 f"{m.optimizer_states / GB:>10.1f} {m.total / GB:>9.1f}"
             )
-        rows.append(f"{'total':<10} {'':<8} {'':>9} {'':>9} {'':>10} {self.total / GB:>9.1f}")
+        rows.append(
+            f"{'total':<10} {'':<8} {'':>9} {'':>9} {'':>10} {self.total / GB:>9.1f}"
+        )
         return "\n".join(rows)
 
 
@@ -169,15 +195,36 @@ def pipeline_memory(
     models = [model_memory("policy", n, True, recipe)]
     if pipeline == "ppo":
         if precomputed_reference:
-            raise ValueError("precomputed_reference applies to DPO only: PPO scores fresh samples with the reference at every step")
-        models.append(model_memory("value", _check_params(n if value_params is None else value_params, "value_params"), True, recipe))
+            raise ValueError(
+                "precomputed_reference applies to DPO only: PPO scores fresh samples with the reference at every step"
+            )
+        models.append(
+            model_memory(
+                "value",
+                _check_params(
+                    n if value_params is None else value_params, "value_params"
+                ),
+                True,
+                recipe,
+            )
+        )
         models.append(model_memory("reference", n, False, recipe, frozen_precision))
         models.append(
-            model_memory("reward", _check_params(n if reward_params is None else reward_params, "reward_params"), False, recipe, frozen_precision)
+            model_memory(
+                "reward",
+                _check_params(
+                    n if reward_params is None else reward_params, "reward_params"
+                ),
+                False,
+                recipe,
+                frozen_precision,
+            )
         )
     else:
         if value_params is not None or reward_params is not None:
-            raise ValueError("DPO has no value or reward model: leave value_params and reward_params as None")
+            raise ValueError(
+                "DPO has no value or reward model: leave value_params and reward_params as None"
+            )
         if not precomputed_reference:
             models.append(model_memory("reference", n, False, recipe, frozen_precision))
     return PipelineMemory(pipeline, tuple(models))
@@ -200,7 +247,9 @@ class MemoryRow:
 
 
 def memory_table(
-    sizes: dict[str, float] | None = None, recipe: TrainingRecipe | None = None, frozen_precision: str | None = None
+    sizes: dict[str, float] | None = None,
+    recipe: TrainingRecipe | None = None,
+    frozen_precision: str | None = None,
 ) -> list[MemoryRow]:
     """PPO-RLHF vs DPO model-state bytes for each size (default 125M, 1B, 7B, 70B)."""
     sizes = MODEL_SIZES if sizes is None else sizes
@@ -216,7 +265,9 @@ def memory_table(
                 weights_16bit=n * BYTES_PER_PARAM["bf16"],
                 ppo=pipeline_memory("ppo", n, recipe, frozen_precision).total,
                 dpo=pipeline_memory("dpo", n, recipe, frozen_precision).total,
-                dpo_precomputed=pipeline_memory("dpo", n, recipe, frozen_precision, precomputed_reference=True).total,
+                dpo_precomputed=pipeline_memory(
+                    "dpo", n, recipe, frozen_precision, precomputed_reference=True
+                ).total,
             )
         )
     return rows
@@ -241,7 +292,9 @@ class MeasuredMemory:
     n_params: int
     weights: int  # sum over parameters of numel * element_size
     grads: int  # the same for the .grad tensors
-    optimizer_states: int  # optimizer tensors with a parameter's shape (Adam: exp_avg, exp_avg_sq)
+    optimizer_states: (
+        int  # optimizer tensors with a parameter's shape (Adam: exp_avg, exp_avg_sq)
+    )
     optimizer_other: int  # the rest of the optimizer state (Adam: one scalar `step` per parameter tensor)
     state_names: tuple[str, ...] = field(default=())
 
@@ -268,7 +321,9 @@ def measure_training_memory(
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
-        raise ValueError("model has no trainable parameters (requires_grad=True); nothing to measure")
+        raise ValueError(
+            "model has no trainable parameters (requires_grad=True); nothing to measure"
+        )
     work = copy.deepcopy(model)
     work.train()
     params = [p for p in work.parameters() if p.requires_grad]

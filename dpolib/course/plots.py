@@ -1,9 +1,10 @@
 """Training-diagnostic figures: DPO history curves (TRL's metric names), per-person food heat maps, drift bars.
 
-Every function draws a new figure in the course style (`dpolib.viz.course_style`, applied only while the
+Every function draws a new figure in the course style (`dpolib.course.viz.course_style`, applied only while the
 figure is built: matplotlib's global settings are left alone) and returns it without showing it, so a
 notebook cell ends with `plt.show()` once per figure.
 """
+
 from __future__ import annotations
 
 import math
@@ -14,16 +15,25 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
-from .evaluate import OTHER
+from ..evaluate import OTHER
 from .viz import course_style
 
-__all__ = ["HISTORY_PANELS", "plot_distribution_heatmap", "plot_drift_bars", "plot_history"]
+__all__ = [
+    "HISTORY_PANELS",
+    "plot_distribution_heatmap",
+    "plot_drift_bars",
+    "plot_history",
+]
 
 # One panel per question a DPO log answers, with the metric names Hugging Face TRL's DPOTrainer logs.
 # (title, y-axis label, metrics drawn in that panel)
 HISTORY_PANELS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("loss", "DPO loss (nats)", ("loss",)),
-    ("implicit rewards", "beta * log-ratio (nats)", ("rewards/chosen", "rewards/rejected", "rewards/margins")),
+    (
+        "implicit rewards",
+        "beta * log-ratio (nats)",
+        ("rewards/chosen", "rewards/rejected", "rewards/margins"),
+    ),
     ("accuracy", "share of pairs ordered right", ("rewards/accuracies",)),
     # chosen and rejected apart: the chosen curve moves by tenths of a nat, the rejected by tens, and a fall
     # of the chosen one (likelihood displacement) must stay visible
@@ -32,8 +42,13 @@ HISTORY_PANELS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
 )
 _LINESTYLES = ("-", "--", ":", "-.")
 _COLORS = {  # the same metric has the same colour in every figure of the book
-    "loss": "C0", "rewards/chosen": "C2", "rewards/rejected": "C3", "rewards/margins": "C0",
-    "rewards/accuracies": "C0", "logps/chosen": "C2", "logps/rejected": "C3",
+    "loss": "C0",
+    "rewards/chosen": "C2",
+    "rewards/rejected": "C3",
+    "rewards/margins": "C0",
+    "rewards/accuracies": "C0",
+    "logps/chosen": "C2",
+    "logps/rejected": "C3",
 }
 
 
@@ -52,9 +67,13 @@ def _as_runs(history: Any) -> dict[str, list[dict]]:
         raise ValueError("no runs to plot: pass at least one history")
     for label, rows in runs.items():
         if not rows:
-            raise ValueError(f"history {label!r} is empty: train for at least one epoch before plotting it")
+            raise ValueError(
+                f"history {label!r} is empty: train for at least one epoch before plotting it"
+            )
         if not all(isinstance(r, Mapping) for r in rows):
-            raise TypeError(f"history {label!r} must be a list of dicts (one per step), as run_dpo_episodes returns")
+            raise TypeError(
+                f"history {label!r} must be a list of dicts (one per step), as run_dpo_episodes returns"
+            )
     return runs
 
 
@@ -88,34 +107,60 @@ def plot_history(
     if x not in ("epoch", "step"):
         raise ValueError(f"x must be 'epoch' or 'step', got {x!r}")
     if len(runs) > len(_LINESTYLES):
-        raise ValueError(f"at most {len(_LINESTYLES)} runs fit in one figure (one line style each), got {len(runs)}")
+        raise ValueError(
+            f"at most {len(_LINESTYLES)} runs fit in one figure (one line style each), got {len(runs)}"
+        )
     panels = list(HISTORY_PANELS)
     for name, spec in (extra or {}).items():
-        if not (isinstance(spec, tuple) and len(spec) == 2 and isinstance(spec[0], str)
-                and not isinstance(spec[1], str) and len(spec[1]) > 0):
-            raise TypeError(f"extra[{name!r}] must be (y-axis label, [metric keys]), got {spec!r}")
+        if not (
+            isinstance(spec, tuple)
+            and len(spec) == 2
+            and isinstance(spec[0], str)
+            and not isinstance(spec[1], str)
+            and len(spec[1]) > 0
+        ):
+            raise TypeError(
+                f"extra[{name!r}] must be (y-axis label, [metric keys]), got {spec!r}"
+            )
         panels.append((name, spec[0], tuple(spec[1])))
     xs = {label: _series(rows, x, label) for label, rows in runs.items()}
     ncols = 3
     nrows = math.ceil(len(panels) / ncols)
     with course_style():
-        fig, axes = plt.subplots(nrows, ncols, figsize=(3.4 * ncols, 2.5 * nrows), squeeze=False)
+        fig, axes = plt.subplots(
+            nrows, ncols, figsize=(3.4 * ncols, 2.5 * nrows), squeeze=False
+        )
         for k, (ax, (name, ylabel, keys)) in enumerate(zip(axes.flat, panels)):
             for style, (label, rows) in zip(_LINESTYLES, runs.items()):
                 for key in keys:
-                    curve = key if len(runs) == 1 else (label if len(keys) == 1 else f"{key} ({label})")
+                    curve = (
+                        key
+                        if len(runs) == 1
+                        else (label if len(keys) == 1 else f"{key} ({label})")
+                    )
                     show_label = len(keys) > 1 or len(runs) > 1
-                    ax.plot(xs[label], _series(rows, key, label), linestyle=style, color=_COLORS.get(key),
-                            label=curve if show_label else None)
+                    ax.plot(
+                        xs[label],
+                        _series(rows, key, label),
+                        linestyle=style,
+                        color=_COLORS.get(key),
+                        label=curve if show_label else None,
+                    )
             if mark is not None:
                 # the mark's legend entry once, in the first panel
-                ax.axvline(mark, color="0.4", linewidth=0.8, linestyle="--", label=mark_label if k == 0 else None)
+                ax.axvline(
+                    mark,
+                    color="0.4",
+                    linewidth=0.8,
+                    linestyle="--",
+                    label=mark_label if k == 0 else None,
+                )
             ax.set_title(name)
             ax.set_xlabel("epoch" if x == "epoch" else "optimizer step")
             ax.set_ylabel(ylabel)
             if ax.get_legend_handles_labels()[1]:
                 ax.legend(fontsize="x-small")
-        for ax in list(axes.flat)[len(panels):]:
+        for ax in list(axes.flat)[len(panels) :]:
             ax.remove()  # an empty grid cell would look like a missing plot
         if title:
             fig.suptitle(title)
@@ -123,10 +168,14 @@ def plot_history(
     return fig
 
 
-def _matrix(table: Mapping[str, Mapping[str, float]], rows: Sequence[str], cols: Sequence[str]) -> np.ndarray:
+def _matrix(
+    table: Mapping[str, Mapping[str, float]], rows: Sequence[str], cols: Sequence[str]
+) -> np.ndarray:
     missing = [r for r in rows if r not in table]
     if missing:
-        raise ValueError(f"no distribution for {missing}; the table has {sorted(table)}")
+        raise ValueError(
+            f"no distribution for {missing}; the table has {sorted(table)}"
+        )
     return np.array([[float(table[r].get(c, 0.0)) for c in cols] for r in rows])
 
 
@@ -146,7 +195,9 @@ def plot_distribution_heatmap(
     from the reference model is visible person by person.
     """
     if not isinstance(table, Mapping) or not table:
-        raise ValueError("table must be a non-empty dict person -> {food: probability}, e.g. distribution_table(model, tokenizer)")
+        raise ValueError(
+            "table must be a non-empty dict person -> {food: probability}, e.g. distribution_table(model, tokenizer)"
+        )
     people = list(people) if people is not None else list(table)
     if foods is None:
         foods = [f for f in next(iter(table.values())) if f != OTHER]
@@ -161,14 +212,28 @@ def plot_distribution_heatmap(
     if reference is not None:
         values = values - _matrix(reference, people, foods)
         limit = max(float(np.abs(values).max()), 1e-9)
-        cmap, vmin, vmax, bar_label = "RdBu_r", -limit, limit, "difference in probability"
+        cmap, vmin, vmax, bar_label = (
+            "RdBu_r",
+            -limit,
+            limit,
+            "difference in probability",
+        )
     else:
-        cmap, vmin, vmax, bar_label = "viridis", 0.0, max(float(values.max()), 1e-9), "probability"
+        cmap, vmin, vmax, bar_label = (
+            "viridis",
+            0.0,
+            max(float(values.max()), 1e-9),
+            "probability",
+        )
     with course_style():
-        fig, ax = plt.subplots(figsize=(0.45 * len(foods) + 2.2, 0.32 * len(people) + 1.6))
+        fig, ax = plt.subplots(
+            figsize=(0.45 * len(foods) + 2.2, 0.32 * len(people) + 1.6)
+        )
         image = ax.imshow(values, cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto")
         ax.grid(False)  # grid lines would cut through the cells
-        ax.set_xticks(range(len(foods)), foods, rotation=60, ha="right", fontsize="small")
+        ax.set_xticks(
+            range(len(foods)), foods, rotation=60, ha="right", fontsize="small"
+        )
         ax.set_yticks(range(len(people)), people, fontsize="small")
         ax.set_xlabel("completion (food)")
         ax.set_ylabel("person (prompt)")
@@ -178,11 +243,29 @@ def plot_distribution_heatmap(
                     v = values[i, j]
                     if abs(v) >= 0.005:  # blank cells read faster than a page of 0.00
                         strong = abs(v) > 0.6 * max(abs(vmin), abs(vmax))
-                        color = ("w" if strong else "k") if reference is not None else ("k" if v > 0.6 * vmax else "w")
-                        ax.text(j, i, f"{v:+.2f}" if reference is not None else f"{v:.2f}",
-                                ha="center", va="center", fontsize=7, color=color)
+                        color = (
+                            ("w" if strong else "k")
+                            if reference is not None
+                            else ("k" if v > 0.6 * vmax else "w")
+                        )
+                        ax.text(
+                            j,
+                            i,
+                            f"{v:+.2f}" if reference is not None else f"{v:.2f}",
+                            ha="center",
+                            va="center",
+                            fontsize=7,
+                            color=color,
+                        )
         fig.colorbar(image, ax=ax, label=colorbar_label or bar_label)
-        ax.set_title(title or ("difference in p(food | person)" if reference is not None else "p(food | person)"))
+        ax.set_title(
+            title
+            or (
+                "difference in p(food | person)"
+                if reference is not None
+                else "p(food | person)"
+            )
+        )
         fig.tight_layout()
     return fig
 
@@ -204,15 +287,21 @@ def plot_drift_bars(
     if metric not in ("tvd", "kl"):
         raise ValueError(f"metric must be 'tvd' or 'kl', got {metric!r}")
     if not isinstance(drifts, Mapping) or not drifts:
-        raise ValueError("drifts must be a non-empty dict run label -> dpolib.drift(...) output")
+        raise ValueError(
+            "drifts must be a non-empty dict run label -> dpolib.drift(...) output"
+        )
     labels = list(drifts)
     people = list(next(iter(drifts.values())))
     for label, d in drifts.items():
         if list(d) != people:
-            raise ValueError(f"run {label!r} covers {list(d)}, but the first run covers {people}; compare the same people")
+            raise ValueError(
+                f"run {label!r} covers {list(d)}, but the first run covers {people}; compare the same people"
+            )
         for p in people:
             if metric not in d[p]:
-                raise ValueError(f"run {label!r} has no {metric!r} for {p!r}; pass dpolib.drift(...) output")
+                raise ValueError(
+                    f"run {label!r} has no {metric!r} for {p!r}; pass dpolib.drift(...) output"
+                )
     width = 0.8 / len(labels)
     with course_style():
         fig, ax = plt.subplots(figsize=(max(5.0, 0.55 * len(people) + 1.5) + 2.6, 3.0))
@@ -221,13 +310,25 @@ def plot_drift_bars(
             positions = [i - 0.4 + width * (k + 0.5) for i in range(len(people))]
             ax.bar(positions, heights, width=width, label=label)
         if threshold is not None:
-            ax.axhline(threshold, color="0.3", linestyle="--", linewidth=1, label=f"{threshold:g}")
+            ax.axhline(
+                threshold,
+                color="0.3",
+                linestyle="--",
+                linewidth=1,
+                label=f"{threshold:g}",
+            )
         ax.set_xticks(range(len(people)), people, rotation=30, ha="right")
         ax.set_xlabel("person (prompt)")
-        ax.set_ylabel("TVD to the reference" if metric == "tvd" else "KL(policy || reference) (nats)")
+        ax.set_ylabel(
+            "TVD to the reference"
+            if metric == "tvd"
+            else "KL(policy || reference) (nats)"
+        )
         if log:
             ax.set_yscale("log")
         ax.set_title(title or "How far each person's food distribution moved")
-        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside: bars fill the whole axes
+        ax.legend(
+            loc="upper left", bbox_to_anchor=(1.01, 1.0)
+        )  # outside: bars fill the whole axes
         fig.tight_layout()
     return fig

@@ -3,6 +3,7 @@
 A checker describes itself with a `_Check` (the reference, the inputs, the known-wrong variants, extra checks)
 and hands it to `_run_check`, which returns a `CheckResult`.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -23,7 +24,9 @@ class CheckResult:
     name: str
     passed: bool
     feedback: list[str]
-    mistake: str | None = None  # e.g. "wrong_sign", "beta_policy_only"; None when passed or not diagnosed
+    mistake: str | None = (
+        None  # e.g. "wrong_sign", "beta_policy_only"; None when passed or not diagnosed
+    )
     printed: bool = field(default=False, repr=False, compare=False)
 
     def __bool__(self) -> bool:
@@ -41,7 +44,9 @@ class CheckResult:
 
 @dataclass
 class _Case:
-    label: str  # how the feedback names this input, e.g. "the worked example (beta = 0.1)"
+    label: (
+        str  # how the feedback names this input, e.g. "the worked example (beta = 0.1)"
+    )
     args: tuple
     show_inputs: bool = False  # small hand-made cases are worth printing in full
 
@@ -69,11 +74,19 @@ class _Check:
     names: Sequence[str]  # the function's argument names, for the feedback
     reference: Callable[..., torch.Tensor]
     cases: list[_Case]
-    mistakes: list[_Mistake]  # tried in order; the first that reproduces every answer is the diagnosis
+    mistakes: list[
+        _Mistake
+    ]  # tried in order; the first that reproduces every answer is the diagnosis
     expected_shape: str  # completes "the answer should be ..."
-    post_checks: Sequence[Callable[[Callable], _Outcome]] = ()  # run once the values are right
-    hints: Callable[[list[torch.Tensor], list[torch.Tensor]], list[str]] | None = None  # for undiagnosed answers
-    reduce_wrong_shape: Callable[[torch.Tensor], torch.Tensor] | None = None  # turns a wrong shape into the right one
+    post_checks: Sequence[
+        Callable[[Callable], _Outcome]
+    ] = ()  # run once the values are right
+    hints: Callable[[list[torch.Tensor], list[torch.Tensor]], list[str]] | None = (
+        None  # for undiagnosed answers
+    )
+    reduce_wrong_shape: Callable[[torch.Tensor], torch.Tensor] | None = (
+        None  # turns a wrong shape into the right one
+    )
     reduce_note: str = ""  # says what reduce_wrong_shape fixed
 
 
@@ -128,7 +141,14 @@ def _fmt_args(names: Sequence[str], args: tuple) -> str:
 def _close(got: torch.Tensor, want: torch.Tensor) -> bool:
     if got.shape != want.shape:
         return False
-    return bool(torch.allclose(got.detach().cpu().double(), want.detach().cpu().double(), rtol=_RTOL, atol=_ATOL))
+    return bool(
+        torch.allclose(
+            got.detach().cpu().double(),
+            want.detach().cpu().double(),
+            rtol=_RTOL,
+            atol=_ATOL,
+        )
+    )
 
 
 def _finite(x: torch.Tensor) -> bool:
@@ -144,25 +164,43 @@ def _as_tensor(out: Any) -> torch.Tensor | None:
         return None
 
 
-def _call(fn: Callable, case: _Case, names: Sequence[str]) -> tuple[torch.Tensor | None, _Outcome | None]:
+def _call(
+    fn: Callable, case: _Case, names: Sequence[str]
+) -> tuple[torch.Tensor | None, _Outcome | None]:
     """Run fn on a copy of the case's inputs; an exception or a non-tensor answer becomes feedback."""
     try:
         out = fn(*_clone(case.args))
     except NotImplementedError:
-        return None, _Outcome(False, [
-            "Not implemented yet: replace the `raise NotImplementedError` line with your code, run that cell, "
-            "then run this check again."
-        ], "not_implemented")
+        return None, _Outcome(
+            False,
+            [
+                "Not implemented yet: replace the `raise NotImplementedError` line with your code, run that cell, "
+                "then run this check again."
+            ],
+            "not_implemented",
+        )
     except Exception as e:  # the student's code may raise anything; name it instead of crashing the notebook
-        return None, _Outcome(False, [
-            f"Your function raised {type(e).__name__}: {e}",
-            f"It was called with {_fmt_args(names, case.args)}.",
-        ], "exception")
+        return None, _Outcome(
+            False,
+            [
+                f"Your function raised {type(e).__name__}: {e}",
+                f"It was called with {_fmt_args(names, case.args)}.",
+            ],
+            "exception",
+        )
     if out is None:
-        return None, _Outcome(False, ["Your function returned None: is the `return` statement missing?"], "returned_none")
+        return None, _Outcome(
+            False,
+            ["Your function returned None: is the `return` statement missing?"],
+            "returned_none",
+        )
     t = _as_tensor(out)
     if t is None:
-        return None, _Outcome(False, [f"Your function returned a {type(out).__name__}; return a torch.Tensor."], "not_a_tensor")
+        return None, _Outcome(
+            False,
+            [f"Your function returned a {type(out).__name__}; return a torch.Tensor."],
+            "not_a_tensor",
+        )
     return t, None
 
 
@@ -179,10 +217,15 @@ def _judge(check: _Check, fn: Any) -> CheckResult:
     """Reference first, then the student's answers; when they differ, the first known mistake that explains them."""
     name = check.name
     if not callable(fn):
-        return CheckResult(name, False, [
-            f"{name} expects your function itself, got a {type(fn).__name__}. "
-            f"Write {name}(my_function), not {name}(my_function(...))."
-        ], "not_callable")
+        return CheckResult(
+            name,
+            False,
+            [
+                f"{name} expects your function itself, got a {type(fn).__name__}. "
+                f"Write {name}(my_function), not {name}(my_function(...))."
+            ],
+            "not_callable",
+        )
     with torch.no_grad():
         wants = [check.reference(*_clone(c.args)) for c in check.cases]
     gots = []
@@ -199,12 +242,16 @@ def _judge(check: _Check, fn: Any) -> CheckResult:
             if not outcome.ok:
                 return CheckResult(name, False, outcome.lines, outcome.mistake)
             notes += outcome.lines
-        lines = [f"Matches dpolib's reference on {len(check.cases)} inputs (fixed and random). Well done."] + notes
+        lines = [
+            f"Matches dpolib's reference on {len(check.cases)} inputs (fixed and random). Well done."
+        ] + notes
         return CheckResult(name, True, lines, None)
     return _explain(check, gots, wants)
 
 
-def _explain(check: _Check, gots: list[torch.Tensor], wants: list[torch.Tensor]) -> CheckResult:
+def _explain(
+    check: _Check, gots: list[torch.Tensor], wants: list[torch.Tensor]
+) -> CheckResult:
     """The verdict on answers that differ from the reference: the diagnosis, then the first differing example."""
     i = next(k for k, (g, w) in enumerate(zip(gots, wants)) if not _close(g, w))
     case, got, want = check.cases[i], gots[i], wants[i]
@@ -214,29 +261,44 @@ def _explain(check: _Check, gots: list[torch.Tensor], wants: list[torch.Tensor])
     if got.shape == want.shape:
         example.append(f"On {case.label}: expected {_fmt(want)}, got {_fmt(got)}.")
     else:
-        example.append(f"On {case.label}: expected {_fmt(want)} (shape {tuple(want.shape)}), "
-                       f"got {_fmt(got)} (shape {tuple(got.shape)}).")
+        example.append(
+            f"On {case.label}: expected {_fmt(want)} (shape {tuple(want.shape)}), "
+            f"got {_fmt(got)} (shape {tuple(got.shape)})."
+        )
 
     found = _diagnose(gots, check.cases, check.mistakes)
     if found is not None:
         return CheckResult(check.name, False, [found.message] + example, found.code)
 
     if any(g.shape != w.shape for g, w in zip(gots, wants)):
-        lines = [f"Wrong shape: the answer should be {check.expected_shape}; yours has shape {tuple(got.shape)}."]
-        return CheckResult(check.name, False, lines + _after_reshape(check, gots, wants) + example, "wrong_shape")
+        lines = [
+            f"Wrong shape: the answer should be {check.expected_shape}; yours has shape {tuple(got.shape)}."
+        ]
+        return CheckResult(
+            check.name,
+            False,
+            lines + _after_reshape(check, gots, wants) + example,
+            "wrong_shape",
+        )
 
     if not all(_finite(g) for g in gots):
-        lines = ["Your function returns nan or inf where the right answer is an ordinary number: "
-                 "look for a log of 0 or of a negative number, a division by 0, or exp of a large number."]
+        lines = [
+            "Your function returns nan or inf where the right answer is an ordinary number: "
+            "look for a log of 0 or of a negative number, a division by 0, or exp of a large number."
+        ]
         return CheckResult(check.name, False, lines + example, "not_finite")
 
-    lines = ["Your numbers differ from the reference, and not in one of the common ways this checker knows."]
+    lines = [
+        "Your numbers differ from the reference, and not in one of the common ways this checker knows."
+    ]
     if check.hints is not None:
         lines += check.hints(gots, wants)
     return CheckResult(check.name, False, lines + example, "wrong_value")
 
 
-def _after_reshape(check: _Check, gots: list[torch.Tensor], wants: list[torch.Tensor]) -> list[str]:
+def _after_reshape(
+    check: _Check, gots: list[torch.Tensor], wants: list[torch.Tensor]
+) -> list[str]:
     """For answers of the wrong shape: what remains wrong once reduce_wrong_shape has fixed the shape."""
     if check.reduce_wrong_shape is None:
         return []
@@ -252,7 +314,9 @@ def _after_reshape(check: _Check, gots: list[torch.Tensor], wants: list[torch.Te
     return []
 
 
-def _diagnose(gots: list[torch.Tensor], cases: list[_Case], mistakes: list[_Mistake]) -> _Mistake | None:
+def _diagnose(
+    gots: list[torch.Tensor], cases: list[_Case], mistakes: list[_Mistake]
+) -> _Mistake | None:
     """The first known-wrong variant that reproduces the student's answers on every case."""
     for m in mistakes:
         try:
@@ -265,38 +329,56 @@ def _diagnose(gots: list[torch.Tensor], cases: list[_Case], mistakes: list[_Mist
     return None
 
 
-def _grad_check(reference: Callable, case: _Case, grad_idx: Sequence[int], names: Sequence[str]) -> Callable[[Callable], _Outcome]:
+def _grad_check(
+    reference: Callable, case: _Case, grad_idx: Sequence[int], names: Sequence[str]
+) -> Callable[[Callable], _Outcome]:
     """A post-check: the answer must carry gradients to the inputs in grad_idx, and the right ones."""
 
     def check(fn: Callable) -> _Outcome:
         args = _clone(case.args, grad_idx)
         try:
-            with warnings.catch_warnings():  # float(tensor) warns; the diagnosis below says it better
+            with (
+                warnings.catch_warnings()
+            ):  # float(tensor) warns; the diagnosis below says it better
                 warnings.simplefilter("ignore")
                 out = fn(*args)
         except Exception as e:  # noqa: BLE001 - e.g. an in-place change of an input that requires grad
-            return _Outcome(False, [
-                f"Your function raised {type(e).__name__} when its inputs require gradients: {e}",
-                "Do not modify the input tensors in place (`x -= y`, `x[...] = ...`); compute new tensors instead.",
-            ], "exception")
+            return _Outcome(
+                False,
+                [
+                    f"Your function raised {type(e).__name__} when its inputs require gradients: {e}",
+                    "Do not modify the input tensors in place (`x -= y`, `x[...] = ...`); compute new tensors instead.",
+                ],
+                "exception",
+            )
         if not isinstance(out, torch.Tensor) or not out.requires_grad:
-            return _Outcome(False, [
-                "Not differentiable: the values are right, but no gradient can flow back to "
-                f"{names[grad_idx[0]]}. Something cut the autograd graph: .item(), float(...), .detach(), "
-                ".numpy(), math.log / np.log, or a new torch.tensor(...) built from a result. Keep to torch "
-                "operations on the input tensors all the way to the answer, so that .backward() reaches the policy.",
-            ], "no_grad")
+            return _Outcome(
+                False,
+                [
+                    "Not differentiable: the values are right, but no gradient can flow back to "
+                    f"{names[grad_idx[0]]}. Something cut the autograd graph: .item(), float(...), .detach(), "
+                    ".numpy(), math.log / np.log, or a new torch.tensor(...) built from a result. Keep to torch "
+                    "operations on the input tensors all the way to the answer, so that .backward() reaches the policy.",
+                ],
+                "no_grad",
+            )
         inputs = [args[i] for i in grad_idx]
         grads = torch.autograd.grad(out.sum(), inputs, allow_unused=True)
         ref_args = _clone(case.args, grad_idx)
-        ref_grads = torch.autograd.grad(reference(*ref_args).sum(), [ref_args[i] for i in grad_idx])
+        ref_grads = torch.autograd.grad(
+            reference(*ref_args).sum(), [ref_args[i] for i in grad_idx]
+        )
         for i, g, rg in zip(grad_idx, grads, ref_grads):
             if g is None or not _close(g, rg):
-                return _Outcome(False, [
-                    f"The values are right, but the gradient with respect to {names[i]} is "
-                    + ("missing" if g is None else "wrong")
-                    + ": is part of the computation detached (.detach(), .data, torch.no_grad())?",
-                ], "partial_grad")
+                return _Outcome(
+                    False,
+                    [
+                        f"The values are right, but the gradient with respect to {names[i]} is "
+                        + ("missing" if g is None else "wrong")
+                        + ": is part of the computation detached (.detach(), .data, torch.no_grad())?",
+                    ],
+                    "partial_grad",
+                )
         return _Outcome(True, [])
 
     return check

@@ -6,6 +6,7 @@ distribution of one person's prompt (target probability, well-formed share, KL t
 and the mean margin d = u(y_w) - u(y_l) over the pairs; every `others_every` epochs (and at the
 end) also the drift of everyone else. Nothing is sampled, so a sweep is deterministic.
 """
+
 from __future__ import annotations
 
 import copy
@@ -17,15 +18,30 @@ from typing import Any, Callable, Iterable, Sequence
 
 import torch
 
-from .data import PEOPLE, PreferencePair, prompt_for, validate_pairs
-from .evaluate import OTHER, completion_distribution, distribution_table, drift, kl_divergence
-from .logprobs import build_pair_batch, pair_logprobs
-from .losses import dpo_gradient_weight
-from .model import GPT
-from .tokenizer import CharTokenizer
-from .train import Anchor, run_dpo_episodes
+from ..data import PreferencePair, validate_pairs
+from ..evaluate import (
+    OTHER,
+    completion_distribution,
+    distribution_table,
+    drift,
+    kl_divergence,
+)
+from ..logprobs import build_pair_batch, pair_logprobs
+from ..losses import dpo_gradient_weight
+from ..model import GPT
+from ..tokenizer import CharTokenizer
+from ..train import Anchor, run_dpo_episodes
+from .corpus import PEOPLE, prompt_for
 
-__all__ = ["Evaluator", "RunResult", "Snapshot", "grid", "sweep", "train_run", "value_at"]
+__all__ = [
+    "Evaluator",
+    "RunResult",
+    "Snapshot",
+    "grid",
+    "sweep",
+    "train_run",
+    "value_at",
+]
 
 
 @dataclass(frozen=True)
@@ -39,7 +55,9 @@ class Snapshot:
     margin: float  # mean over pairs of d = u(y_w) - u(y_l) (TRL's rewards/margins divided by beta)
     margin_min: float  # the smallest d over the pairs
     dpo_weight: float  # mean over pairs of DPO's gradient weight sigma(-beta d) (near 0: the sigmoid has saturated)
-    others_tvd_mean: float | None = None  # mean over the other people of TVD(pi_theta, pi_ref); None if not measured
+    others_tvd_mean: float | None = (
+        None  # mean over the other people of TVD(pi_theta, pi_ref); None if not measured
+    )
     others_tvd_max: float | None = None
 
 
@@ -59,14 +77,22 @@ class Evaluator:
         self.prompt = prompt_for(person)
         self.others = [p for p in people if p != person]
         if len(self.others) == len(people):
-            raise ValueError(f"person {person!r} is not in people {tuple(people)}; pass the person whose prompt the pairs use")
+            raise ValueError(
+                f"person {person!r} is not in people {tuple(people)}; pass the person whose prompt the pairs use"
+            )
         self.pairs = validate_pairs(pairs)
-        self.reference_distribution = completion_distribution(reference, tokenizer, self.prompt)
+        self.reference_distribution = completion_distribution(
+            reference, tokenizer, self.prompt
+        )
         if target not in self.reference_distribution:
-            raise ValueError(f"target {target!r} is not a known completion; pick one of the foods, e.g. 'pizza'")
+            raise ValueError(
+                f"target {target!r} is not a known completion; pick one of the foods, e.g. 'pizza'"
+            )
         self.reference_others = distribution_table(reference, tokenizer, self.others)
         # every pair's chosen and rejected row in one batch; the reference's log-probs never change
-        self._pair_batch = build_pair_batch(tokenizer, self.pairs, reference.config.block_size, True, reference.device)
+        self._pair_batch = build_pair_batch(
+            tokenizer, self.pairs, reference.config.block_size, True, reference.device
+        )
         with torch.no_grad():
             self._ref_logps = pair_logprobs(reference.eval(), self._pair_batch)
 
@@ -82,9 +108,13 @@ class Evaluator:
         c, r = pair_logprobs(policy, self._pair_batch.to(policy.device))
         policy.train(was_training)
         ref_c, ref_r = self._ref_logps
-        return (c - ref_c.to(c.device)).double().cpu(), (r - ref_r.to(r.device)).double().cpu()
+        return (c - ref_c.to(c.device)).double().cpu(), (
+            r - ref_r.to(r.device)
+        ).double().cpu()
 
-    def snapshot(self, policy: GPT, epoch: int, others: bool = True, beta: float = 1.0) -> Snapshot:
+    def snapshot(
+        self, policy: GPT, epoch: int, others: bool = True, beta: float = 1.0
+    ) -> Snapshot:
         """Measure `policy`: the person's exact distribution, the margins (and DPO's gradient weight at `beta`),
         and, if `others`, everyone else's drift."""
         dist = self.distribution(policy)
@@ -92,7 +122,13 @@ class Evaluator:
         d = u_w - u_l
         tvd_mean = tvd_max = None
         if others:
-            moved = drift(policy, None, self.tokenizer, self.others, reference_table=self.reference_others)
+            moved = drift(
+                policy,
+                None,
+                self.tokenizer,
+                self.others,
+                reference_table=self.reference_others,
+            )
             tvds = [m["tvd"] for m in moved.values()]
             tvd_mean, tvd_max = sum(tvds) / len(tvds), max(tvds)
         return Snapshot(
@@ -113,9 +149,15 @@ class RunResult:
     """One run: its settings, a snapshot per epoch, the training history and the final distribution."""
 
     settings: dict[str, Any]
-    trace: list[Snapshot]  # trace[e] is the policy after e epochs; trace[0] is the reference
-    history: list[dict]  # run_dpo_episodes' per-step metrics (TRL's names), measured before each step
-    distribution: dict[str, float]  # the final exact distribution of the person's prompt
+    trace: list[
+        Snapshot
+    ]  # trace[e] is the policy after e epochs; trace[0] is the reference
+    history: list[
+        dict
+    ]  # run_dpo_episodes' per-step metrics (TRL's names), measured before each step
+    distribution: dict[
+        str, float
+    ]  # the final exact distribution of the person's prompt
     seconds: float  # wall time of training and measuring (varies by machine: do not print it in a chapter)
     policy: GPT | None = field(default=None, repr=False)
 
@@ -126,7 +168,9 @@ class RunResult:
     def at(self, epoch: int) -> Snapshot:
         """The snapshot after `epoch` epochs."""
         if not 0 <= epoch < len(self.trace):
-            raise ValueError(f"epoch must be between 0 and {len(self.trace) - 1}, got {epoch}")
+            raise ValueError(
+                f"epoch must be between 0 and {len(self.trace) - 1}, got {epoch}"
+            )
         return self.trace[epoch]
 
     def best(self, min_well_formed: float = 0.99) -> Snapshot:
@@ -134,12 +178,25 @@ class RunResult:
         mass: where early stopping on an exact measurement would have ended the run."""
         ok = [s for s in self.trace if s.well_formed >= min_well_formed]
         if not ok:
-            raise ValueError(f"no epoch of this run reaches a well-formed share of {min_well_formed}; lower min_well_formed")
+            raise ValueError(
+                f"no epoch of this run reaches a well-formed share of {min_well_formed}; lower min_well_formed"
+            )
         return max(ok, key=lambda s: (s.target, -s.epoch))
 
 
-_RUN_KEYS = ("beta", "lr", "epochs", "loss_type", "label_smoothing", "anchor", "lr_schedule", "make_optimizer",
-             "others_every", "keep_policy", "pairs")
+_RUN_KEYS = (
+    "beta",
+    "lr",
+    "epochs",
+    "loss_type",
+    "label_smoothing",
+    "anchor",
+    "lr_schedule",
+    "make_optimizer",
+    "others_every",
+    "keep_policy",
+    "pairs",
+)
 
 
 def train_run(
@@ -170,17 +227,27 @@ def train_run(
         raise ValueError(f"epochs must be an integer >= 1, got {epochs!r}")
     if not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0:
         raise ValueError(f"lr must be a finite number > 0, got {lr!r}")
-    if others_every is not None and (not isinstance(others_every, int) or others_every < 1):
-        raise ValueError(f"others_every must be an integer >= 1 or None (only at the end), got {others_every!r}")
+    if others_every is not None and (
+        not isinstance(others_every, int) or others_every < 1
+    ):
+        raise ValueError(
+            f"others_every must be an integer >= 1 or None (only at the end), got {others_every!r}"
+        )
     pairs = validate_pairs(pairs)
     if evaluator is None:
         evaluator = Evaluator(reference, tokenizer, pairs)
     elif evaluator.pairs != pairs:
-        raise ValueError("the evaluator was built for other pairs; build Evaluator(reference, tokenizer, pairs) for these")
+        raise ValueError(
+            "the evaluator was built for other pairs; build Evaluator(reference, tokenizer, pairs) for these"
+        )
     t0 = time.perf_counter()
     policy = copy.deepcopy(reference)
     optimizer = (make_optimizer or torch.optim.Adam)(policy.parameters(), lr=lr)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_schedule) if lr_schedule is not None else None
+    scheduler = (
+        torch.optim.lr_scheduler.LambdaLR(optimizer, lr_schedule)
+        if lr_schedule is not None
+        else None
+    )
     trace = [evaluator.snapshot(policy, 0, others=True, beta=beta)]
 
     def after_step(record: dict) -> None:
@@ -192,13 +259,36 @@ def train_run(
         trace.append(evaluator.snapshot(policy, e, others, beta))
 
     policy, history = run_dpo_episodes(
-        epochs, pairs, policy, reference, optimizer, tokenizer, beta=beta, loss_type=loss_type,
-        label_smoothing=label_smoothing, anchor=anchor, progress=False, callback=after_step,
+        epochs,
+        pairs,
+        policy,
+        reference,
+        optimizer,
+        tokenizer,
+        beta=beta,
+        loss_type=loss_type,
+        label_smoothing=label_smoothing,
+        anchor=anchor,
+        progress=False,
+        callback=after_step,
     )
-    settings = {"beta": beta, "lr": lr, "epochs": epochs, "loss_type": loss_type, "label_smoothing": label_smoothing,
-                "anchor_weight": anchor.weight if anchor is not None else 0.0, "lr_schedule": lr_schedule is not None}
-    return RunResult(settings, trace, history, evaluator.distribution(policy), time.perf_counter() - t0,
-                     policy if keep_policy else None)
+    settings = {
+        "beta": beta,
+        "lr": lr,
+        "epochs": epochs,
+        "loss_type": loss_type,
+        "label_smoothing": label_smoothing,
+        "anchor_weight": anchor.weight if anchor is not None else 0.0,
+        "lr_schedule": lr_schedule is not None,
+    }
+    return RunResult(
+        settings,
+        trace,
+        history,
+        evaluator.distribution(policy),
+        time.perf_counter() - t0,
+        policy if keep_policy else None,
+    )
 
 
 def grid(**axes: Iterable[Any]) -> list[dict[str, Any]]:
@@ -226,21 +316,33 @@ def sweep(
     for s in settings:
         unknown = set(s) - set(_RUN_KEYS)
         if unknown:
-            raise TypeError(f"unknown run settings {sorted(unknown)}; train_run accepts {list(_RUN_KEYS)}")
+            raise TypeError(
+                f"unknown run settings {sorted(unknown)}; train_run accepts {list(_RUN_KEYS)}"
+            )
     evaluator = Evaluator(reference, tokenizer, pairs)
     results = []
     for s in settings:
         kw = {**common, **s}
         run_pairs = kw.pop("pairs", pairs)
-        ev = evaluator if run_pairs is pairs else Evaluator(reference, tokenizer, run_pairs)
+        ev = (
+            evaluator
+            if run_pairs is pairs
+            else Evaluator(reference, tokenizer, run_pairs)
+        )
         results.append(train_run(reference, tokenizer, run_pairs, evaluator=ev, **kw))
     return results
 
 
-def value_at(trace: Sequence[Snapshot], key: str, level: float, value: str) -> float | None:
+def value_at(
+    trace: Sequence[Snapshot], key: str, level: float, value: str
+) -> float | None:
     """Linearly interpolate `value` at the first point where `key` rises to `level`, using only the snapshots where
     `value` was measured (e.g. others_tvd_mean when kl reaches 1 nat). None if `key` never reaches `level`."""
-    points = [(getattr(s, key), getattr(s, value)) for s in trace if getattr(s, value) is not None]
+    points = [
+        (getattr(s, key), getattr(s, value))
+        for s in trace
+        if getattr(s, value) is not None
+    ]
     if not points:
         raise ValueError(f"no snapshot has {value!r} measured")
     for (k0, v0), (k1, v1) in zip(points, points[1:]):

@@ -3,6 +3,7 @@
 Nothing here changes matplotlib's global state at import time; the style is applied only inside
 `course_style()`.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -19,7 +20,13 @@ import matplotlib.pyplot as plt
 from matplotlib.animation import FuncAnimation
 from matplotlib.figure import Figure
 
-__all__ = ["COURSE_STYLE", "course_style", "kernel_free_slider", "show_source", "source_markdown"]
+__all__ = [
+    "COURSE_STYLE",
+    "course_style",
+    "kernel_free_slider",
+    "show_source",
+    "source_markdown",
+]
 
 # A frame is one embedded PNG: about 17 KiB at 5x3 in and 100 dpi. Past this many frames a page
 # (and the .ipynb that stores it) grows by megabytes, so we refuse rather than bloat silently.
@@ -70,13 +77,21 @@ _ANIM_ID = re.compile(r'<img id="_anim_img([0-9a-f]+)">')
 def _offline_jshtml(markup: str, *, alt: str, label_text: list[str]) -> str:
     """Make matplotlib's jshtml self-contained and add alt text and a live value readout."""
     markup = _FONT_AWESOME_LINK.sub("", markup)
-    markup = _ICON.sub(lambda m: _ICON_TEXT.get(m.group(1), html.escape(m.group(1))), markup)
+    markup = _ICON.sub(
+        lambda m: _ICON_TEXT.get(m.group(1), html.escape(m.group(1))), markup
+    )
     found = _ANIM_ID.search(markup)
-    if found is None:  # the template changed: better to fail loudly than ship a half-working slider
-        raise RuntimeError("unexpected jshtml from matplotlib: no animation <img> found")
+    if (
+        found is None
+    ):  # the template changed: better to fail loudly than ship a half-working slider
+        raise RuntimeError(
+            "unexpected jshtml from matplotlib: no animation <img> found"
+        )
     anim_id = found.group(1)
     markup = markup.replace(
-        found.group(0), f'<img id="_anim_img{anim_id}" alt="{html.escape(alt, quote=True)}">', 1
+        found.group(0),
+        f'<img id="_anim_img{anim_id}" alt="{html.escape(alt, quote=True)}">',
+        1,
     )
     # The readout follows the slider: wrap the Animation's set_frame once the object exists
     # (matplotlib creates it in a setTimeout, so poll briefly instead of assuming an order).
@@ -131,14 +146,20 @@ def kernel_free_slider(
     from IPython.display import HTML  # IPython comes with every notebook kernel
 
     if not isinstance(fig, Figure):
-        raise TypeError(f"fig must be a matplotlib Figure, got {type(fig).__name__}; pass the `fig` from plt.subplots()")
+        raise TypeError(
+            f"fig must be a matplotlib Figure, got {type(fig).__name__}; pass the `fig` from plt.subplots()"
+        )
     if not callable(draw):
-        raise TypeError(f"draw must be a function draw(value) that redraws the figure, got {type(draw).__name__}")
+        raise TypeError(
+            f"draw must be a function draw(value) that redraws the figure, got {type(draw).__name__}"
+        )
     if isinstance(values, (str, bytes)):
         raise TypeError("values must be a sequence of slider positions, not a string")
     frames = list(values)
     if not frames:
-        raise ValueError("values is empty: give at least one slider position, e.g. [0.1, 1.0, 10.0]")
+        raise ValueError(
+            "values is empty: give at least one slider position, e.g. [0.1, 1.0, 10.0]"
+        )
     if len(frames) > MAX_FRAMES:
         raise ValueError(
             f"{len(frames)} frames is too many (at most {MAX_FRAMES}, ~17 KiB each): use fewer values"
@@ -146,12 +167,20 @@ def kernel_free_slider(
     for v in frames:
         if isinstance(v, float) and not math.isfinite(v):
             raise ValueError(f"values must be finite, got {v!r}")
-    if isinstance(interval_ms, bool) or not isinstance(interval_ms, (int, float)) or interval_ms <= 0:
-        raise ValueError(f"interval_ms must be a positive number of milliseconds, got {interval_ms!r}")
+    if (
+        isinstance(interval_ms, bool)
+        or not isinstance(interval_ms, (int, float))
+        or interval_ms <= 0
+    ):
+        raise ValueError(
+            f"interval_ms must be a positive number of milliseconds, got {interval_ms!r}"
+        )
     try:
         label_text = [f"{label} = {fmt.format(v)}" for v in frames]
     except (ValueError, TypeError, IndexError, KeyError) as err:
-        raise ValueError(f"fmt {fmt!r} cannot format the values ({err}); use e.g. fmt='{{:g}}'") from None
+        raise ValueError(
+            f"fmt {fmt!r} cannot format the values ({err}); use e.g. fmt='{{:g}}'"
+        ) from None
     if alt is None:
         alt = f"Figure with a slider over {label} from {label_text[0].split(' = ', 1)[1]} to {label_text[-1].split(' = ', 1)[1]}"
 
@@ -169,8 +198,16 @@ def kernel_free_slider(
         return []
 
     try:
-        anim = FuncAnimation(fig, update, frames=frames, init_func=init, interval=interval_ms,
-                             repeat=False, blit=False, cache_frame_data=False)
+        anim = FuncAnimation(
+            fig,
+            update,
+            frames=frames,
+            init_func=init,
+            interval=interval_ms,
+            repeat=False,
+            blit=False,
+            cache_frame_data=False,
+        )
         markup = anim.to_jshtml(default_mode="once")
     finally:
         plt.close(fig)
@@ -178,7 +215,9 @@ def kernel_free_slider(
 
 
 def _qualified_name(obj: Any) -> str:
-    module = getattr(obj, "__module__", None) or getattr(inspect.getmodule(obj), "__name__", "")
+    module = getattr(obj, "__module__", None) or getattr(
+        inspect.getmodule(obj), "__name__", ""
+    )
     name = getattr(obj, "__qualname__", None) or getattr(obj, "__name__", None) or ""
     if inspect.ismodule(obj):
         return obj.__name__

@@ -9,6 +9,7 @@ the preferences follow Bradley-Terry with the same reward r, P(y_w > y_l) = sigm
 and pi_ref gives every response positive probability, so every pair can appear in the data.
 Real preference data satisfies neither exactly.
 """
+
 from __future__ import annotations
 
 import math
@@ -18,7 +19,7 @@ from typing import Sequence
 
 import torch
 
-from .losses import _check_beta, dpo_loss
+from ..losses import _check_beta, dpo_loss
 
 DTYPE = torch.float64
 ArrayLike = torch.Tensor | Sequence[float]
@@ -29,12 +30,18 @@ def _as_vector(x: ArrayLike, name: str) -> torch.Tensor:
         try:
             x = torch.as_tensor(x, dtype=DTYPE)
         except (TypeError, ValueError) as err:
-            raise TypeError(f"{name} must be a 1-D tensor or a list of numbers, got {type(x).__name__}") from err
+            raise TypeError(
+                f"{name} must be a 1-D tensor or a list of numbers, got {type(x).__name__}"
+            ) from err
     x = x.to(DTYPE)
     if x.dim() != 1:
-        raise ValueError(f"{name} must be 1-D (one entry per response), got shape {tuple(x.shape)}")
+        raise ValueError(
+            f"{name} must be 1-D (one entry per response), got shape {tuple(x.shape)}"
+        )
     if x.numel() < 2:
-        raise ValueError(f"{name} needs at least 2 responses to compare, got {x.numel()}")
+        raise ValueError(
+            f"{name} needs at least 2 responses to compare, got {x.numel()}"
+        )
     if not torch.isfinite(x).all():
         raise ValueError(f"{name} must be finite, got {x.tolist()}")
     return x
@@ -43,9 +50,13 @@ def _as_vector(x: ArrayLike, name: str) -> torch.Tensor:
 def _check_probs(p: ArrayLike, name: str, positive: bool = False) -> torch.Tensor:
     p = _as_vector(p, name)
     if (p < 0).any():
-        raise ValueError(f"{name} has negative entries {p.tolist()}; a probability distribution is >= 0")
+        raise ValueError(
+            f"{name} has negative entries {p.tolist()}; a probability distribution is >= 0"
+        )
     if abs(float(p.sum()) - 1.0) > 1e-6:
-        raise ValueError(f"{name} must sum to 1, got {float(p.sum()):.6g}; normalise it with p / p.sum()")
+        raise ValueError(
+            f"{name} must sum to 1, got {float(p.sum()):.6g}; normalise it with p / p.sum()"
+        )
     if positive and (p == 0).any():
         raise ValueError(
             f"{name} gives probability 0 to responses {torch.nonzero(p == 0).flatten().tolist()}: they never appear in "
@@ -54,19 +65,27 @@ def _check_probs(p: ArrayLike, name: str, positive: bool = False) -> torch.Tenso
     return p
 
 
-def _check_pair(pi_ref: ArrayLike, rewards: ArrayLike, positive: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+def _check_pair(
+    pi_ref: ArrayLike, rewards: ArrayLike, positive: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
     pi_ref = _check_probs(pi_ref, "pi_ref", positive)
     rewards = _as_vector(rewards, "rewards")
     if rewards.shape != pi_ref.shape:
-        raise ValueError(f"rewards has shape {tuple(rewards.shape)} but pi_ref has {tuple(pi_ref.shape)}; give one reward per response")
+        raise ValueError(
+            f"rewards has shape {tuple(rewards.shape)} but pi_ref has {tuple(pi_ref.shape)}; give one reward per response"
+        )
     return pi_ref, rewards
 
 
 def _log(p: torch.Tensor) -> torch.Tensor:
-    return torch.log(p)  # log 0 = -inf on purpose: a response the reference never produces stays at 0
+    return torch.log(
+        p
+    )  # log 0 = -inf on purpose: a response the reference never produces stays at 0
 
 
-def make_bandit(k: int = 8, generator: torch.Generator | None = None, reward_scale: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+def make_bandit(
+    k: int = 8, generator: torch.Generator | None = None, reward_scale: float = 1.0
+) -> tuple[torch.Tensor, torch.Tensor]:
     """A random bandit: pi_ref = softmax(z) with z ~ N(0, 1), rewards ~ reward_scale * N(0, 1)."""
     if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 2:
         raise ValueError(f"k must be an int >= 2 (number of responses), got {k!r}")
@@ -94,12 +113,16 @@ def kl(p: ArrayLike, q: ArrayLike) -> float:
     p = _check_probs(p, "p")
     q = _check_probs(q, "q")
     if p.shape != q.shape:
-        raise ValueError(f"p and q must have the same shape, got {tuple(p.shape)} and {tuple(q.shape)}")
+        raise ValueError(
+            f"p and q must have the same shape, got {tuple(p.shape)} and {tuple(q.shape)}"
+        )
     support = p > 0
     if (q[support] == 0).any():
         return math.inf
     # clamp at 0: rounding can make a KL of two equal distributions -1e-17
-    return max(float((p[support] * (torch.log(p[support]) - torch.log(q[support]))).sum()), 0.0)
+    return max(
+        float((p[support] * (torch.log(p[support]) - torch.log(q[support]))).sum()), 0.0
+    )
 
 
 def expected_reward(pi: ArrayLike, rewards: ArrayLike) -> float:
@@ -108,13 +131,17 @@ def expected_reward(pi: ArrayLike, rewards: ArrayLike) -> float:
     return float((pi * rewards).sum())
 
 
-def rlhf_objective(pi: ArrayLike, pi_ref: ArrayLike, rewards: ArrayLike, beta: float) -> float:
+def rlhf_objective(
+    pi: ArrayLike, pi_ref: ArrayLike, rewards: ArrayLike, beta: float
+) -> float:
     """J(pi) = E_{y~pi}[r(y)] - beta KL(pi || pi_ref), the objective RLHF maximises."""
     _check_beta(beta)
     pi, rewards = _check_pair(pi, rewards)
     pi_ref = _check_probs(pi_ref, "pi_ref")
     if pi_ref.shape != pi.shape:
-        raise ValueError(f"pi has shape {tuple(pi.shape)} but pi_ref has {tuple(pi_ref.shape)}")
+        raise ValueError(
+            f"pi has shape {tuple(pi.shape)} but pi_ref has {tuple(pi_ref.shape)}"
+        )
     return expected_reward(pi, rewards) - beta * kl(pi, pi_ref)
 
 
@@ -124,22 +151,42 @@ def _all_pairs(k: int) -> tuple[torch.Tensor, torch.Tensor]:
     return i[off], j[off]
 
 
-def _pair_loss(logits: torch.Tensor, pi_ref: torch.Tensor, chosen: torch.Tensor, rejected: torch.Tensor, weights: torch.Tensor, beta: float) -> torch.Tensor:
+def _pair_loss(
+    logits: torch.Tensor,
+    pi_ref: torch.Tensor,
+    chosen: torch.Tensor,
+    rejected: torch.Tensor,
+    weights: torch.Tensor,
+    beta: float,
+) -> torch.Tensor:
     logp = torch.log_softmax(logits, dim=0)
     logref = _log(pi_ref)
     # The GPT chapters call the same function with per-sequence log-probs; here a "sequence" is one response.
-    return dpo_loss(logp[chosen], logp[rejected], logref[chosen], logref[rejected], beta=beta, weights=weights).loss
+    return dpo_loss(
+        logp[chosen],
+        logp[rejected],
+        logref[chosen],
+        logref[rejected],
+        beta=beta,
+        weights=weights,
+    ).loss
 
 
 def _check_logits(logits: torch.Tensor, k: int) -> torch.Tensor:
     if not isinstance(logits, torch.Tensor):
-        raise TypeError(f"logits_theta must be a torch.Tensor (it carries the gradient), got {type(logits).__name__}")
+        raise TypeError(
+            f"logits_theta must be a torch.Tensor (it carries the gradient), got {type(logits).__name__}"
+        )
     if logits.shape != (k,):
-        raise ValueError(f"logits_theta must have shape ({k},), one logit per response, got {tuple(logits.shape)}")
+        raise ValueError(
+            f"logits_theta must have shape ({k},), one logit per response, got {tuple(logits.shape)}"
+        )
     return logits
 
 
-def expected_dpo_loss(logits_theta: torch.Tensor, pi_ref: ArrayLike, rewards: ArrayLike, beta: float) -> torch.Tensor:
+def expected_dpo_loss(
+    logits_theta: torch.Tensor, pi_ref: ArrayLike, rewards: ArrayLike, beta: float
+) -> torch.Tensor:
     """E[-log sigma(beta d)] over pairs y_1, y_2 ~ pi_ref (y_1 != y_2) labelled by Bradley-Terry with reward r.
 
     Ordered pair (w, l) gets weight pi_ref(w) pi_ref(l) sigma(r(w) - r(l)); the loss is the weighted mean of
@@ -150,12 +197,19 @@ def expected_dpo_loss(logits_theta: torch.Tensor, pi_ref: ArrayLike, rewards: Ar
     pi_ref, rewards = _check_pair(pi_ref, rewards, positive=True)
     logits = _check_logits(logits_theta, pi_ref.numel())
     chosen, rejected = _all_pairs(pi_ref.numel())
-    weights = pi_ref[chosen] * pi_ref[rejected] * torch.sigmoid(rewards[chosen] - rewards[rejected])
+    weights = (
+        pi_ref[chosen]
+        * pi_ref[rejected]
+        * torch.sigmoid(rewards[chosen] - rewards[rejected])
+    )
     return _pair_loss(logits.to(DTYPE), pi_ref, chosen, rejected, weights, beta)
 
 
 def sample_preference_pairs(
-    pi_ref: ArrayLike, rewards: ArrayLike, n: int, generator: torch.Generator | None = None
+    pi_ref: ArrayLike,
+    rewards: ArrayLike,
+    n: int,
+    generator: torch.Generator | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """n pairs (chosen, rejected) of response indices: two different responses drawn from pi_ref, labelled by Bradley-Terry.
 
@@ -166,17 +220,23 @@ def sample_preference_pairs(
     if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
         raise ValueError(f"n must be an int >= 1 (number of pairs), got {n!r}")
     if int((pi_ref > 0).sum()) < 2:
-        raise ValueError("pi_ref puts all its mass on one response: no pair of different responses can be drawn")
+        raise ValueError(
+            "pi_ref puts all its mass on one response: no pair of different responses can be drawn"
+        )
     firsts, seconds = [], []
     have = 0
     while have < n:  # rejection of ties; each round keeps 1 - sum pi_ref^2 of its draws
-        draws = torch.multinomial(pi_ref, 2 * (n - have) + 16, replacement=True, generator=generator).view(-1, 2)
+        draws = torch.multinomial(
+            pi_ref, 2 * (n - have) + 16, replacement=True, generator=generator
+        ).view(-1, 2)
         keep = draws[draws[:, 0] != draws[:, 1]][: n - have]
         firsts.append(keep[:, 0])
         seconds.append(keep[:, 1])
         have += keep.shape[0]
     y1, y2 = torch.cat(firsts), torch.cat(seconds)
-    first_wins = torch.rand(n, generator=generator, dtype=DTYPE) < torch.sigmoid(rewards[y1] - rewards[y2])
+    first_wins = torch.rand(n, generator=generator, dtype=DTYPE) < torch.sigmoid(
+        rewards[y1] - rewards[y2]
+    )
     return torch.where(first_wins, y1, y2), torch.where(first_wins, y2, y1)
 
 
@@ -189,17 +249,26 @@ class DPOFit:
     losses: list[float]
 
 
-def _minimise(loss_fn, init: torch.Tensor, method: str, steps: int, lr: float | None) -> tuple[torch.Tensor, list[float]]:
+def _minimise(
+    loss_fn, init: torch.Tensor, method: str, steps: int, lr: float | None
+) -> tuple[torch.Tensor, list[float]]:
     if method not in ("lbfgs", "adam"):
-        raise ValueError(f"unknown method {method!r}; choose 'lbfgs' (exact, small problems) or 'adam'")
+        raise ValueError(
+            f"unknown method {method!r}; choose 'lbfgs' (exact, small problems) or 'adam'"
+        )
     if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 1:
         raise ValueError(f"steps must be an int >= 1, got {steps!r}")
     theta = init.detach().clone().to(DTYPE).requires_grad_(True)
     history: list[float] = []
     if method == "lbfgs":
         opt = torch.optim.LBFGS(
-            [theta], lr=1.0 if lr is None else lr, max_iter=20, history_size=20,
-            tolerance_grad=1e-14, tolerance_change=1e-16, line_search_fn="strong_wolfe",
+            [theta],
+            lr=1.0 if lr is None else lr,
+            max_iter=20,
+            history_size=20,
+            tolerance_grad=1e-14,
+            tolerance_change=1e-16,
+            line_search_fn="strong_wolfe",
         )
 
         def closure() -> torch.Tensor:
@@ -241,7 +310,9 @@ def fit_dpo(
     """
     _check_beta(beta)
     if (rewards is None) == (pairs is None):
-        raise ValueError("give exactly one of rewards (exact expected loss) or pairs (sampled preference data)")
+        raise ValueError(
+            "give exactly one of rewards (exact expected loss) or pairs (sampled preference data)"
+        )
     pi_ref = _check_probs(pi_ref, "pi_ref", positive=True)
     k = pi_ref.numel()
     init = torch.log(pi_ref) if init_logits is None else _check_logits(init_logits, k)
@@ -263,18 +334,38 @@ def fit_dpo(
     return DPOFit(logits=theta, policy=torch.softmax(theta, dim=0), losses=history)
 
 
-def _check_index_pairs(pairs: tuple[torch.Tensor, torch.Tensor], k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    if not (isinstance(pairs, (tuple, list)) and len(pairs) == 2 and all(isinstance(t, torch.Tensor) for t in pairs)):
-        raise TypeError("pairs must be a tuple (chosen, rejected) of index tensors, as sample_preference_pairs returns")
+def _check_index_pairs(
+    pairs: tuple[torch.Tensor, torch.Tensor], k: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    if not (
+        isinstance(pairs, (tuple, list))
+        and len(pairs) == 2
+        and all(isinstance(t, torch.Tensor) for t in pairs)
+    ):
+        raise TypeError(
+            "pairs must be a tuple (chosen, rejected) of index tensors, as sample_preference_pairs returns"
+        )
     chosen, rejected = (t.long() for t in pairs)
     if chosen.dim() != 1 or chosen.shape != rejected.shape or chosen.numel() == 0:
-        raise ValueError(f"chosen and rejected must be non-empty 1-D tensors of equal length, got {tuple(chosen.shape)} and {tuple(rejected.shape)}")
-    if int(torch.minimum(chosen, rejected).min()) < 0 or int(torch.maximum(chosen, rejected).max()) >= k:
+        raise ValueError(
+            f"chosen and rejected must be non-empty 1-D tensors of equal length, got {tuple(chosen.shape)} and {tuple(rejected.shape)}"
+        )
+    if (
+        int(torch.minimum(chosen, rejected).min()) < 0
+        or int(torch.maximum(chosen, rejected).max()) >= k
+    ):
         raise ValueError(f"pair indices must lie in [0, {k - 1}]")
     return chosen, rejected
 
 
-def fit_rlhf(pi_ref: ArrayLike, rewards: ArrayLike, beta: float, method: str = "lbfgs", steps: int = 50, lr: float | None = None) -> DPOFit:
+def fit_rlhf(
+    pi_ref: ArrayLike,
+    rewards: ArrayLike,
+    beta: float,
+    method: str = "lbfgs",
+    steps: int = 50,
+    lr: float | None = None,
+) -> DPOFit:
     """Maximise J(pi) = E_pi[r] - beta KL(pi || pi_ref) directly over softmax logits (exact gradients; no sampling, no PPO).
 
     A numerical check of the closed form: it should reach J(pi*) and never exceed it. `losses` holds -J.
@@ -289,7 +380,9 @@ def fit_rlhf(pi_ref: ArrayLike, rewards: ArrayLike, beta: float, method: str = "
         return -((p * rewards).sum() - beta * (p * (logp - logref)).sum())
 
     # start at the uniform policy, not at pi_ref, so the optimizer has real work to do
-    theta, history = _minimise(neg_objective, torch.zeros_like(pi_ref), method, steps, lr)
+    theta, history = _minimise(
+        neg_objective, torch.zeros_like(pi_ref), method, steps, lr
+    )
     return DPOFit(logits=theta, policy=torch.softmax(theta, dim=0), losses=history)
 
 
@@ -326,7 +419,9 @@ def tradeoff_curve(pi_ref: ArrayLike, rewards: ArrayLike, betas: ArrayLike) -> T
     )
 
 
-def frontier_reward(pi_ref: ArrayLike, rewards: ArrayLike, kl_budget: float, tol: float = 1e-12) -> float:
+def frontier_reward(
+    pi_ref: ArrayLike, rewards: ArrayLike, kl_budget: float, tol: float = 1e-12
+) -> float:
     """max E_pi[r] subject to KL(pi || pi_ref) <= kl_budget: the reward pi*_beta earns at the beta where its KL equals the budget.
 
     KL(pi*_beta || pi_ref) falls from -log pi_ref(best responses) (beta -> 0) to 0 (beta -> infinity), so beta is found
@@ -334,7 +429,12 @@ def frontier_reward(pi_ref: ArrayLike, rewards: ArrayLike, kl_budget: float, tol
     a policy with the same KL and more reward would have a larger E[r] - beta KL, contradicting the theorem.
     """
     pi_ref, rewards = _check_pair(pi_ref, rewards)
-    if isinstance(kl_budget, bool) or not isinstance(kl_budget, numbers.Real) or math.isnan(kl_budget) or kl_budget < 0:
+    if (
+        isinstance(kl_budget, bool)
+        or not isinstance(kl_budget, numbers.Real)
+        or math.isnan(kl_budget)
+        or kl_budget < 0
+    ):
         raise ValueError(f"kl_budget must be a number >= 0 (nats), got {kl_budget!r}")
     best = rewards == rewards.max()
     kl_max = -math.log(float(pi_ref[best].sum()))

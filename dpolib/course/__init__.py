@@ -1,0 +1,1 @@
+"""Course aids: figures, sliders, shown source, the bandit and memory calculators, exercise checkers."""
