@@ -91,6 +91,15 @@ def _shared_prefix(input_ids: torch.Tensor, mask: torch.Tensor) -> int:
     return int(same.long().cumprod(0).sum())
 
 
+def token_logprobs(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """log p(target_t | tokens before t) at every position: shape (B, T), unmasked."""
+    return (
+        torch.log_softmax(logits.float(), dim=-1)
+        .gather(-1, targets.unsqueeze(-1))
+        .squeeze(-1)
+    )
+
+
 def sequence_logprobs(
     logits: torch.Tensor,
     targets: torch.Tensor,
@@ -103,11 +112,7 @@ def sequence_logprobs(
             f"shapes disagree: logits {tuple(logits.shape)}, targets {tuple(targets.shape)}, mask {tuple(mask.shape)}; "
             "logits must be (B, T, V) with targets and mask (B, T)"
         )
-    token_logps = (
-        torch.log_softmax(logits.float(), dim=-1)
-        .gather(-1, targets.unsqueeze(-1))
-        .squeeze(-1)
-    )
+    token_logps = token_logprobs(logits, targets)
     m = mask.to(token_logps.dtype)
     total = (token_logps * m).sum(-1)
     if average:
@@ -132,6 +137,24 @@ def batch_logprobs(
     return sequence_logprobs(
         logits, batch.targets[:, S:], batch.completion_mask[:, S:], average
     )
+
+
+def batch_token_logprobs(model: torch.nn.Module, batch: SequenceBatch) -> torch.Tensor:
+    """Per-token log pi(y_t | x, y_<t) of every row, shape (B, T), 0 outside `completion_mask`.
+
+    The per-token view that on-policy RL needs (per-token KL, advantages); summing it over
+    the time axis gives `batch_logprobs`."""
+    S = batch.shared_prefix
+    if S == 0 or len(batch) == 1 or not hasattr(model, "prefix_cache"):
+        logits, targets = model(batch.input_ids), batch.targets
+    else:
+        past = model.prefix_cache(batch.input_ids[:1, :S])
+        logits, targets = model(batch.input_ids[:, S:], past=past), batch.targets[:, S:]
+    out = torch.zeros(batch.targets.shape, dtype=torch.float32, device=logits.device)
+    out[:, batch.targets.shape[1] - targets.shape[1] :] = token_logprobs(
+        logits, targets
+    )
+    return out * batch.completion_mask
 
 
 @dataclass

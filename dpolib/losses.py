@@ -16,7 +16,7 @@ LOSS_TYPES = ("sigmoid", "robust", "ipo", "hinge")
 ABLATIONS = ("unweighted",)
 
 
-def _check_beta(beta: float) -> None:
+def check_beta(beta: float) -> None:
     if isinstance(beta, torch.Tensor):
         beta = float(beta)
     if not isinstance(beta, (int, float)) or not math.isfinite(beta) or beta <= 0:
@@ -54,7 +54,7 @@ def compute_implicit_reward(
     policy_logps: torch.Tensor, reference_logps: torch.Tensor, beta: float = 0.1
 ) -> torch.Tensor:
     """r_hat(x, y) = beta * (log pi_theta(y|x) - log pi_ref(y|x)), per sequence."""
-    _check_beta(beta)
+    check_beta(beta)
     _check_logps(policy_logps=policy_logps, reference_logps=reference_logps)
     return beta * (policy_logps - reference_logps)
 
@@ -73,7 +73,7 @@ def preference_losses(
     hinge    max(0, 1 - beta d)
     unweighted  -beta d   (ablation only: every pair pushed equally hard, forever)
     """
-    _check_beta(beta)
+    check_beta(beta)
     if loss_type not in LOSS_TYPES + ABLATIONS:
         raise ValueError(
             f"unknown loss_type {loss_type!r}; choose one of {LOSS_TYPES} (or the ablation {ABLATIONS[0]!r})"
@@ -165,7 +165,7 @@ def dpo_loss(
     weights: torch.Tensor | None = None,
 ) -> DPOOutput:
     """The loss family of `preference_losses`, averaged over pairs (weighted by `weights` if given)."""
-    _check_beta(beta)
+    check_beta(beta)
     _check_logps(
         policy_chosen_logps=policy_chosen_logps,
         policy_rejected_logps=policy_rejected_logps,

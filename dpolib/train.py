@@ -20,7 +20,7 @@ from .logprobs import (
     build_batch,
     build_pair_batch,
 )
-from .losses import _check_beta, dpo_loss, token_kl_to_reference
+from .losses import check_beta, dpo_loss, token_kl_to_reference
 from .model import GPT
 from .tokenizer import CharTokenizer
 
@@ -148,7 +148,7 @@ def naive_dpo_epoch(
     """One full-batch DPO step written the straightforward way: a pair at a time, four forward passes
     per pair, the reference re-run every time. Same result as `run_dpo_episodes` with batch_size=None,
     kept as the baseline it is measured against. Returns the mean loss."""
-    _check_beta(beta)
+    check_beta(beta)
     pairs = validate_pairs(preference_dataset)
     _check_pair_models(policy, reference_policy, tokenizer)
     block, device = policy.config.block_size, policy.device
@@ -212,7 +212,7 @@ def run_dpo_episodes(
     dict per step with the loss and TRL's metric names. With `resume_from`, training continues from a
     checkpoint written by this function and ends exactly where an uninterrupted run would.
     """
-    _check_beta(beta)
+    check_beta(beta)
     pairs = validate_pairs(preference_dataset)
     _check_pair_models(policy, reference_policy, tokenizer)
     if num_epochs < 0:

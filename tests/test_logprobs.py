@@ -123,3 +123,20 @@ def test_prefix_cache_checks_its_input(tiny, tok):
     past = tiny.prefix_cache(torch.zeros(1, 30, dtype=torch.long))
     with pytest.raises(ValueError, match="longer than the model's context"):
         tiny(torch.zeros(1, 5, dtype=torch.long), past=past)
+
+
+def test_batch_token_logprobs_sum_to_sequence_logprobs(food):
+    from dpolib.logprobs import batch_token_logprobs
+
+    model, tok = food
+    for prompts, completions in [
+        (["ravin likes "] * 3, ["pizza", "pasta", "xq"]),  # shared prompt: prefix cache
+        (["ravin likes ", "maya likes "], ["pizza", "sushi"]),  # no shared prompt
+    ]:
+        batch = build_batch(tok, prompts, completions, model.config.block_size)
+        per_token = batch_token_logprobs(model, batch)
+        assert per_token.shape == batch.targets.shape
+        assert (per_token[~batch.completion_mask] == 0).all()
+        torch.testing.assert_close(
+            per_token.sum(1), batch_logprobs(model, batch), rtol=0, atol=1e-6
+        )

@@ -19,7 +19,7 @@ from typing import Sequence
 
 import torch
 
-from ..losses import _check_beta, dpo_loss
+from ..losses import check_beta, dpo_loss
 
 DTYPE = torch.float64
 ArrayLike = torch.Tensor | Sequence[float]
@@ -96,14 +96,14 @@ def make_bandit(
 
 def log_partition(pi_ref: ArrayLike, rewards: ArrayLike, beta: float) -> torch.Tensor:
     """log Z = log sum_y pi_ref(y) exp(r(y)/beta), by logsumexp so that exp(r/beta) never overflows."""
-    _check_beta(beta)
+    check_beta(beta)
     pi_ref, rewards = _check_pair(pi_ref, rewards)
     return torch.logsumexp(_log(pi_ref) + rewards / beta, dim=0)
 
 
 def optimal_policy(pi_ref: ArrayLike, rewards: ArrayLike, beta: float) -> torch.Tensor:
     """pi*(y) = pi_ref(y) exp(r(y)/beta) / Z: the maximiser of E_pi[r] - beta KL(pi || pi_ref), as a softmax in log space."""
-    _check_beta(beta)
+    check_beta(beta)
     pi_ref, rewards = _check_pair(pi_ref, rewards)
     return torch.softmax(_log(pi_ref) + rewards / beta, dim=0)
 
@@ -135,7 +135,7 @@ def rlhf_objective(
     pi: ArrayLike, pi_ref: ArrayLike, rewards: ArrayLike, beta: float
 ) -> float:
     """J(pi) = E_{y~pi}[r(y)] - beta KL(pi || pi_ref), the objective RLHF maximises."""
-    _check_beta(beta)
+    check_beta(beta)
     pi, rewards = _check_pair(pi, rewards)
     pi_ref = _check_probs(pi_ref, "pi_ref")
     if pi_ref.shape != pi.shape:
@@ -193,7 +193,7 @@ def expected_dpo_loss(
     `dpolib.losses.dpo_loss` over the K(K-1) ordered pairs, differentiable in `logits_theta` (pi_theta = softmax).
     Its minimiser is pi* because every pair has positive weight and the labels follow Bradley-Terry.
     """
-    _check_beta(beta)
+    check_beta(beta)
     pi_ref, rewards = _check_pair(pi_ref, rewards, positive=True)
     logits = _check_logits(logits_theta, pi_ref.numel())
     chosen, rejected = _all_pairs(pi_ref.numel())
@@ -308,7 +308,7 @@ def fit_dpo(
     With finitely many pairs the minimiser is the maximum-likelihood fit to those pairs, not pi*; if the data
     are separable (some response never loses) that fit pushes logits without bound, and `steps` stops it.
     """
-    _check_beta(beta)
+    check_beta(beta)
     if (rewards is None) == (pairs is None):
         raise ValueError(
             "give exactly one of rewards (exact expected loss) or pairs (sampled preference data)"
@@ -370,7 +370,7 @@ def fit_rlhf(
 
     A numerical check of the closed form: it should reach J(pi*) and never exceed it. `losses` holds -J.
     """
-    _check_beta(beta)
+    check_beta(beta)
     pi_ref, rewards = _check_pair(pi_ref, rewards, positive=True)
     logref = torch.log(pi_ref)
 
