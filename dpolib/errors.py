@@ -1,0 +1,18 @@
+"""What dpolib's error messages share: a bad value quoted short enough to read."""
+
+from __future__ import annotations
+
+from typing import Any
+
+LIMIT = 200
+
+
+def describe(value: Any, limit: int = LIMIT) -> str:
+    """repr(value), cut to about `limit` characters with its full length said.
+
+    A bad character in a million-character text should not make a million-character
+    message."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    return f"{text[: limit - 20]}... ({len(text)} characters)"
