@@ -7,13 +7,17 @@ BIN := $(VENV)/bin
 # The CPU build of torch first, pinned: an unpinned torch on a clean machine pulls GBs of CUDA packages.
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.dpolib-installed
+# Exact versions CI last passed with (regenerate: make constraints). pyproject.toml keeps loose
+# ranges for readers' own environments; make installs with these so a new release of Sphinx,
+# myst-nb or nbval cannot break the two commands overnight.
+CONSTRAINTS := constraints.txt
 
 # Same settings when outputs are stored and when nbval re-checks them.
 export TQDM_DISABLE := 1
 export PYTHONHASHSEED := 0
 export OMP_NUM_THREADS := 1
 
-.PHONY: setup book test unit execute bench clean nbval browser mathjax
+.PHONY: setup book test unit execute bench clean nbval nbval-other browser mathjax lint typecheck constraints
 
 # The website: MathJax served by the book itself (npm, pinned in package-lock.json), copied into
 # _mathjax/ (git-ignored) by tools/vendor_mathjax.py; chapter notebooks in chapters/.
@@ -22,12 +26,15 @@ MATHJAX := _mathjax/mathjax/tex-mml-chtml.js
 NOTEBOOKS ?= $(sort $(wildcard chapters/*.ipynb))
 JB_STRICT := -W -n --keep-going
 NBVAL_FLAGS := --nbval --nbval-current-env --nbval-cell-timeout=300 --nbval-sanitize-with tests/nbval_sanitize.cfg
+# Another machine's arithmetic, reproduced on this one: PyTorch's generic kernels, oneMKL's SSE4.2
+# path and two threads (see CONTRIBUTING.md). Stored outputs must pass under both settings.
+OTHER_MACHINE := ATEN_CPU_CAPABILITY=default MKL_ENABLE_INSTRUCTIONS=SSE4_2 OMP_NUM_THREADS=2
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(CONSTRAINTS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install -q -e ".[book,test]"
+	$(BIN)/python -m pip install -q -c $(CONSTRAINTS) -e ".[book,test,hf]"
 	touch $@
 
 setup: $(STAMP)
@@ -35,13 +42,24 @@ setup: $(STAMP)
 unit: setup
 	$(BIN)/python -m pytest -q tests
 
-# Every check: unit tests, stored notebook outputs (nbval, strict), the strict book build from a
-# clean _build, then every built page in headless Chromium.
+# Every check: formatting, lint and types; unit tests; stored notebook outputs (nbval, strict)
+# under this machine's kernels with one thread and under another machine's with two; the strict
+# book build from a clean _build (it renders the outputs nbval just verified); then every built
+# page in headless Chromium.
 test: setup
+	$(MAKE) --no-print-directory lint typecheck
 	$(BIN)/python -m pytest -q tests -m "not browser"
 	$(MAKE) --no-print-directory nbval
+	$(MAKE) --no-print-directory nbval-other
 	$(MAKE) --no-print-directory book
 	$(MAKE) --no-print-directory browser
+
+lint: setup
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+
+typecheck: setup
+	$(BIN)/mypy dpolib
 
 # Re-run every chapter and compare with its stored outputs (sanitized: ids, base64 images, addresses).
 nbval: setup
@@ -49,6 +67,11 @@ ifeq ($(strip $(NOTEBOOKS)),)
 	@echo "nbval: no chapter notebooks in chapters/ yet, nothing to check"
 else
 	$(BIN)/python -m pytest -q -p no:cacheprovider $(NBVAL_FLAGS) $(NOTEBOOKS)
+endif
+
+nbval-other: setup
+ifneq ($(strip $(NOTEBOOKS)),)
+	$(OTHER_MACHINE) $(BIN)/python -m pytest -q -p no:cacheprovider $(NBVAL_FLAGS) $(NOTEBOOKS)
 endif
 
 browser: setup
@@ -86,6 +109,10 @@ student: setup
 
 bench: setup
 	$(BIN)/python benchmarks/bench_dpo.py
+
+# Pin what CI passed with (constraints.txt and environment.yml; torch stays TORCH_SPEC's).
+constraints: setup
+	$(BIN)/python tools/pins.py --write
 
 clean:
 	rm -rf _build .pytest_cache _mathjax

@@ -1,11 +1,12 @@
-"""Stop Sphinx 7.4 from writing inline scripts twice (console: THEBE_JS_URL already declared).
+"""Stop Sphinx 7.4 from writing inline scripts twice (console: THEBE_JS_URL already
+declared).
 
-sphinx-thebe registers an inline script with `app.add_js_file(None, body=...)`. Sphinx 7.4 stores
-it in the builder once as `_JavaScript(None, ...)` and, when it re-reads the registry before
-writing pages, again as `_JavaScript("", ...)`; the two compare unequal, so every page declares
-`const THEBE_JS_URL` twice and the second raises a SyntaxError. Upstream fixed this in
-sphinx-doc/sphinx#13402 (Sphinx 8.2), which jupyter-book 1 cannot use. Normalising `None` to
-`""` makes the duplicate check see one script.
+sphinx-thebe registers an inline script with `app.add_js_file(None, body=...)`. Sphinx
+7.4 stores it in the builder once as `_JavaScript(None, ...)` and, when it re-reads the
+registry before writing pages, again as `_JavaScript("", ...)`; the two compare unequal,
+so every page declares `const THEBE_JS_URL` twice and the second raises a SyntaxError.
+Upstream fixed this in sphinx-doc/sphinx#13402 (Sphinx 8.2), which jupyter-book 1 cannot
+use. Normalising `None` to `""` makes the duplicate check see one script.
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """Serve the book's own MathJax (vendored by tools/vendor_mathjax.py), never a CDN.
 
-The folder `_mathjax/` (holding `mathjax/tex-mml-chtml.js` and what it loads) is added to
-`html_static_path` on `config-inited`, i.e. after jupyter-book scanned the static paths for
-.js/.css files to inject into every page: MathJax's ~70 scripts are copied but only the one entry
-point is loaded, by Sphinx's mathjax extension via `mathjax_path`.
+The folder `_mathjax/` (holding `mathjax/tex-mml-chtml.js` and what it loads) is added
+to `html_static_path` on `config-inited`, i.e. after jupyter-book scanned the static
+paths for .js/.css files to inject into every page: MathJax's ~70 scripts are copied but
+only the one entry point is loaded, by Sphinx's mathjax extension via `mathjax_path`.
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ def _add_vendored_mathjax(app: Sphinx, config: Config) -> None:
             "python tools/vendor_mathjax.py` (`make book` does both)."
         )
     config.html_static_path = [*config.html_static_path, str(folder)]
-    # A path without a scheme is resolved against _static/ and gets a ?v=checksum suffix.
+    # A path without a scheme is resolved against _static/ and gets a ?v=checksum
+    # suffix.
     config.mathjax_path = ENTRY
 
 

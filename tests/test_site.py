@@ -1,16 +1,19 @@
-"""The built website, page by page, in headless Chromium (marker `browser`), plus its source checks.
+"""The built website, page by page, in headless Chromium (marker `browser`), plus its
+source checks.
 
-`make test` builds the book first (`make book`) and then runs `pytest -m browser tests/test_site.py`.
-The browser tests start from an existing `_build/html` (or $DPO_SITE_HTML): missing build or
-missing Chromium means skip locally and fail under CI (CI set).
+`make test` builds the book first (`make book`) and then runs `pytest -m browser
+tests/test_site.py`. The browser tests start from an existing `_build/html` (or
+$DPO_SITE_HTML): missing build or missing Chromium means skip locally and fail under CI
+(CI set).
 
-Every built page is opened from file:// (the offline case: no server, no network) and checked for:
-console errors and failed requests (Chromium's browser log at level SEVERE), requests to any other
-host, typeset math (MathJax finished, mjx-container present where the page has math, no
-mjx-merror, no undefined macro, no raw TeX delimiters left in the text), every <img> loaded,
-every internal link pointing at an existing file (and anchor), the Colab and Binder launch links
-on notebook pages pointing at that notebook in the repository, and, on pages with a kernel-free
-slider, that moving the slider changes the frame.
+Every built page is opened from file:// (the offline case: no server, no network) and
+checked for: console errors and failed requests (Chromium's browser log at level
+SEVERE), requests to any other host, typeset math (MathJax finished, mjx-container
+present where the page has math, no mjx-merror, no undefined macro, no raw TeX
+delimiters left in the text), every <img> loaded, every internal link pointing at an
+existing file (and anchor), the Colab and Binder launch links on notebook pages pointing
+at that notebook in the repository, and, on pages with a kernel-free slider, that moving
+the slider changes the frame.
 """
 
 from __future__ import annotations
@@ -54,7 +57,8 @@ CHROMIUM_FLAGS = [
 
 
 def built_pages() -> list[Path]:
-    """Every HTML page of the site (not the theme's static assets or the copied sources)."""
+    """Every HTML page of the site (not the theme's static assets or the copied
+    sources)."""
     if not SITE.is_dir():
         return []
     return sorted(
@@ -70,7 +74,7 @@ def skip_or_fail(reason: str) -> None:
     pytest.skip(reason)
 
 
-# --- source checks (no browser) --------------------------------------------------------------
+# --- source checks (no browser) -------------------------------------------------------
 
 
 def test_toc_lists_every_chapter_in_plan_order():
@@ -136,7 +140,7 @@ def test_mathjax_is_pinned_to_3_2_2():
             assert vendored.read_text().startswith("mathjax 3.2.2 "), vendored
 
 
-# --- browser fixtures ------------------------------------------------------------------------
+# --- browser fixtures -----------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
@@ -151,7 +155,8 @@ def driver(site):
     missing = [p for p in (CHROMIUM, CHROMEDRIVER) if not shutil.which(p)]
     if missing:
         skip_or_fail(
-            f"headless Chromium needs {missing} (Debian: apt-get install chromium chromium-driver)"
+            f"headless Chromium needs {missing} (Debian: apt-get install chromium "
+            "chromium-driver)"
         )
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
@@ -175,12 +180,14 @@ def _page_ids(pages: list[Path]) -> list[str]:
 
 
 PAGES = built_pages()
-# Without a build, one placeholder parameter makes the fixture skip (or fail under CI) visibly.
+# Without a build, one placeholder parameter makes the fixture skip (or fail under CI)
+# visibly.
 PAGE_PARAMS = PAGES or [SITE / "index.html"]
 
 
 def open_page(driver, page: Path) -> list[dict]:
-    """Load a page from file://, wait for scripts and math, and return its browser log."""
+    """Load a page from file://, wait for scripts and math, and return its browser
+    log."""
     driver.get_log("browser")  # drop what an earlier page left
     driver.get(page.as_uri())
     deadline = time.time() + 30
@@ -190,18 +197,23 @@ def open_page(driver, page: Path) -> list[dict]:
     status = driver.execute_async_script(
         """
         const done = arguments[arguments.length - 1];
-        if (!window.MathJax || !MathJax.startup || !MathJax.startup.promise) { done("no-mathjax"); return; }
-        MathJax.startup.promise.then(() => done("typeset"), (err) => done("error: " + err));
+        if (!window.MathJax || !MathJax.startup || !MathJax.startup.promise) {
+            done("no-mathjax"); return;
+        }
+        MathJax.startup.promise.then(
+            () => done("typeset"), (err) => done("error: " + err));
         """
     )
     assert not status.startswith("error"), f"MathJax failed: {status}"
-    # images: make lazy ones eager, then wait until every <img> has finished (or 10 s passed)
+    # images: make lazy ones eager, then wait until every <img> has finished (or 10 s
+    # passed)
     driver.execute_script(
         "document.querySelectorAll('img').forEach(i => { i.loading = 'eager'; });"
     )
     deadline = time.time() + 10
     while time.time() < deadline and not driver.execute_script(
-        "return Array.from(document.images).every(i => i.complete && i.naturalWidth > 0);"
+        "return Array.from(document.images).every(i => i.complete && i.naturalWidth > "
+        "0);"
     ):
         time.sleep(0.1)
     time.sleep(0.2)  # let late console messages (fonts, async scripts) arrive
@@ -240,7 +252,7 @@ def repository() -> dict:
     return {**config["repository"], **config["launch_buttons"]}
 
 
-# --- the page checks -------------------------------------------------------------------------
+# --- the page checks ------------------------------------------------------------------
 
 
 @pytest.mark.browser
@@ -249,7 +261,8 @@ def test_page(driver, site, page):
     problems: list[str] = []
     log = open_page(driver, page)
 
-    # 1. no console errors, no failed requests (both are SEVERE entries in the browser log)
+    # 1. no console errors, no failed requests (both are SEVERE entries in the browser
+    #    log)
     problems += [f"console: {e['message']}" for e in log if e["level"] == "SEVERE"]
 
     # 2. nothing requested from another host (resources this page loaded)
@@ -266,15 +279,19 @@ def test_page(driver, site, page):
     math = driver.execute_script(
         """
         const text = (root) => { const c = root.cloneNode(true);
-            c.querySelectorAll('pre, code, script, style, textarea, mjx-container, mjx-assistive-mml')
+            c.querySelectorAll('pre, code, script, style, textarea, mjx-container, '
+                               + 'mjx-assistive-mml')
              .forEach(n => n.remove()); return c.textContent; };
-        const tex = (n) => { const c = n.closest('mjx-container'); const items = c && window.MathJax
-            && MathJax.startup.document.getMathItemsWithin ? MathJax.startup.document.getMathItemsWithin(c) : [];
+        const tex = (n) => { const c = n.closest('mjx-container');
+            const doc = window.MathJax && MathJax.startup.document;
+            const items = c && doc && doc.getMathItemsWithin
+                ? doc.getMathItemsWithin(c) : [];
             return items.length ? items[0].math : n.textContent; };
         const red = Array.from(document.querySelectorAll('mjx-mtext'))
             .filter(n => getComputedStyle(n).color === 'rgb(255, 0, 0)').map(tex);
         return {
-          sources: document.querySelectorAll('.math, .MathJax_Preview, span.math, div.math').length,
+          sources: document.querySelectorAll(
+              '.math, .MathJax_Preview, span.math, div.math').length,
           containers: document.querySelectorAll('mjx-container').length,
           errors: Array.from(document.querySelectorAll('mjx-merror')).map(tex),
           undefined: red,
@@ -285,7 +302,8 @@ def test_page(driver, site, page):
     if math["sources"]:
         if not math["containers"]:
             problems.append(
-                f"{math['sources']} math elements but nothing typeset (no mjx-container)"
+                f"{math['sources']} math elements but nothing typeset (no "
+                "mjx-container)"
             )
     problems += [f"MathJax error: {e}" for e in math["errors"]]
     problems += [f"undefined TeX macro: {e}" for e in math["undefined"]]
@@ -293,12 +311,14 @@ def test_page(driver, site, page):
         if delim in math["text"]:
             at = math["text"].index(delim)
             problems.append(
-                f"raw TeX {delim!r} left in the text: ...{math['text'][max(0, at - 60) : at + 60]!r}"
+                f"raw TeX {delim!r} left in the text: "
+                f"...{math['text'][max(0, at - 60) : at + 60]!r}"
             )
 
     # 4. every image loaded
     images = driver.execute_script(
-        "return Array.from(document.images).map(i => [i.currentSrc || i.src || i.outerHTML.slice(0, 120), "
+        "return Array.from(document.images).map(i => [i.currentSrc || i.src || "
+        "i.outerHTML.slice(0, 120), "
         "i.complete, i.naturalWidth]);"
     )
     problems += [
@@ -306,16 +326,19 @@ def test_page(driver, site, page):
         for src, complete, width in images
         if not (complete and width > 0)
     ]
-    # ... and every image says what it shows to a reader who cannot see it (figures carry alt text)
+    # ... and every image says what it shows to a reader who cannot see it (figures
+    # carry alt text)
     no_alt = driver.execute_script(
-        "return Array.from(document.images).filter(i => !(i.getAttribute('alt') || '').trim())"
+        "return Array.from(document.images).filter(i => !(i.getAttribute('alt') || "
+        "'').trim())"
         ".map(i => (i.currentSrc || i.src).slice(-60));"
     )
     problems += [f"image without alt text: {src}" for src in no_alt]
 
     # 5. internal links resolve to existing files (and anchors)
     links = driver.execute_script(
-        "return Array.from(document.querySelectorAll('a[href], link[href], script[src], img[src]'))"
+        "return Array.from(document.querySelectorAll('a[href], link[href], "
+        "script[src], img[src]'))"
         ".map(n => n.href || n.src);"
     )
     for url in sorted(set(links)):
@@ -336,7 +359,8 @@ def test_page(driver, site, page):
         elif SITE not in target.resolve().parents:
             problems.append(f"link leaves the site folder: {url}")
 
-    # 6. launch links: exactly this notebook on Colab and Binder; none on pages that are not notebooks
+    # 6. launch links: exactly this notebook on Colab and Binder; none on pages that are
+    #    not notebooks
     hrefs = [u for u in links if u.startswith("http")]
     repo = repository()
     colab = [u for u in hrefs if u.startswith(repo["colab_url"])]
@@ -356,11 +380,41 @@ def test_page(driver, site, page):
         want_colab = (
             f"{repo['colab_url']}/github/{org_repo}/blob/{repo['branch']}/{rel}"
         )
-        want_binder = f"{repo['binderhub_url']}/v2/gh/{org_repo}/{repo['branch']}?urlpath={ui}/{rel}"
+        want_binder = (
+            f"{repo['binderhub_url']}/v2/gh/{org_repo}/{repo['branch']}"
+            f"?urlpath={ui}/{rel}"
+        )
         if colab != [want_colab]:
             problems.append(f"Colab link {colab}, expected [{want_colab}]")
         if binder != [want_binder]:
             problems.append(f"Binder link {binder}, expected [{want_binder}]")
+
+    # 7. nothing scrolls sideways at a 1280-pixel-wide window: not the page, not a code
+    #    cell, not an output (code is formatted to 88 columns so that it fits)
+    wide = driver.execute_script(
+        """
+        const out = [];
+        const doc = document.documentElement;
+        if (doc.scrollWidth > doc.clientWidth + 1) {
+            out.push(`page: ${doc.scrollWidth}px`);
+        }
+        document.querySelectorAll(
+            'div.cell_input pre, div.cell_output pre, div.cell_output, '
+            + 'div.highlight pre, '
+            + 'div.output, article pre, article table'
+        ).forEach(el => {
+            if (el.scrollWidth > el.clientWidth + 1) {
+                const line = (el.innerText || '').split('\\n')
+                    .reduce((a, b) => (b.length > a.length ? b : a), '');
+                const tag = `${el.tagName.toLowerCase()}.${el.className}`;
+                out.push(`${tag}: ${el.scrollWidth}px `
+                    + `> ${el.clientWidth}px: ${line.slice(0, 100)}`);
+            }
+        });
+        return out;
+        """
+    )
+    problems += [f"scrolls sideways: {w}" for w in wide]
 
     assert not problems, f"{page.relative_to(SITE)}:\n  " + "\n  ".join(problems)
 
@@ -447,3 +501,14 @@ def test_citations_are_author_year_and_the_bibliography_lists_every_paper(site):
     )
     entries = re.findall(r'role="doc-biblioentry"', bibliography)
     assert len(entries) == len(keys) > 0
+
+
+def test_constraints_and_environment_yml_pin_the_same_versions():
+    """make installs with constraints.txt, conda and Binder with environment.yml: the
+    same versions of everything pyproject.toml declares (tools/pins.py --write)."""
+    sys.path.insert(0, str(ROOT / "tools"))
+    try:
+        import pins
+    finally:
+        sys.path.remove(str(ROOT / "tools"))
+    assert pins.problems() == []

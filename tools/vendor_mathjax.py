@@ -1,9 +1,11 @@
-"""Copy the MathJax that npm installed (pinned in package-lock.json) into _mathjax/mathjax/.
+"""Copy the MathJax that npm installed (pinned in package-lock.json) into
+_mathjax/mathjax/.
 
-The book serves this copy itself (see _ext/offline_mathjax.py), so math is typeset with no CDN and
-no network. Only the parts a page loads are copied (about 9 MB instead of 24 MB): the combined
-TeX+MathML+CHTML component, the TeX extensions it autoloads, CHTML fonts, the menu and the
-accessibility modules the menu can switch on. A VERSION file records what was vendored.
+The book serves this copy itself (see _ext/offline_mathjax.py), so math is typeset with
+no CDN and no network. Only the parts a page loads are copied (about 9 MB instead of 24
+MB): the combined TeX+MathML+CHTML component, the TeX extensions it autoloads, CHTML
+fonts, the menu and the accessibility modules the menu can switch on. A VERSION file
+records what was vendored.
 
 Usage: python tools/vendor_mathjax.py   (run by `make book` after `npm ci`)
 """
@@ -56,7 +58,8 @@ def main() -> int:
     have = json.loads(package.read_text())["version"]
     if have != want:
         print(
-            f"node_modules has mathjax {have}, package-lock.json pins {want}: run `npm ci`",
+            f"node_modules has mathjax {have}, package-lock.json pins {want}: run `npm "
+            "ci`",
             file=sys.stderr,
         )
         return 1
@@ -76,7 +79,8 @@ def main() -> int:
     )
     size = sum(f.stat().st_size for f in TARGET.rglob("*") if f.is_file())
     print(
-        f"vendored mathjax {have} into {TARGET.relative_to(ROOT)} ({size / 2**20:.1f} MiB)"
+        f"vendored mathjax {have} into {TARGET.relative_to(ROOT)} ({size / 2**20:.1f} "
+        "MiB)"
     )
     return 0
 
