@@ -1,1 +1,2 @@
-"""Course aids: figures, sliders, shown source, the bandit and memory calculators, exercise checkers."""
+"""Course aids: figures, sliders, shown source, the bandit and memory calculators, and
+the exercise checkers."""
