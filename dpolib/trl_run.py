@@ -207,7 +207,7 @@ def real_model_run(
 ) -> dict:
     """The real-model recipe: copy the reference, sample, train with TRL, sample again.
 
-    Returns {"history", "before", "after", "seconds"}; the chapter's Colab section
+    Returns {"history", "before", "after", "seconds", "model"}; the Colab section
     runs it on a hub model and dataset, the tests on the food model and pizza pairs."""
     reference = copy.deepcopy(model).eval()
     for p in reference.parameters():
