@@ -1,4 +1,4 @@
-"""check_simpo_loss passes the right solution and names the common mistakes."""
+"""check_simpo_loss and check_rpo_loss pass the right solution and name the mistakes."""
 
 import itertools
 
@@ -7,10 +7,14 @@ import torch.nn.functional as F
 
 from dpolib.course.exercises._core import _SEED, _clone, _close
 from dpolib.course.exercises.practice import (
+    _RPO_MISTAKES,
     _SEED_OFFSET,
     _SIMPO_MISTAKES,
+    _rpo_cases,
+    _rpo_reference,
     _simpo_cases,
     _simpo_reference,
+    check_rpo_loss,
     check_simpo_loss,
 )
 
@@ -83,4 +87,49 @@ def test_known_wrong_variants_are_all_distinguishable():
     for m, o in zip(_SIMPO_MISTAKES, outs):
         assert not all(_close(a, b) for a, b in zip(o, ref)), m.code
     for (m1, o1), (m2, o2) in itertools.combinations(zip(_SIMPO_MISTAKES, outs), 2):
+        assert not all(_close(a, b) for a, b in zip(o1, o2)), (m1.code, m2.code)
+
+
+def rpo_right(pc, pr, rc, rr, lc, beta, alpha):
+    dpo = -F.logsigmoid(beta * ((pc - rc) - (pr - rr)))
+    return (dpo + alpha * (-pc / lc)).mean()
+
+
+def test_rpo_checker_passes_the_solution_and_names_mistakes():
+    result = check_rpo_loss(rpo_right, quiet=True)
+    assert result.passed, str(result)
+
+    def dpo(pc, pr, rc, rr, b):
+        return -F.logsigmoid(b * ((pc - rc) - (pr - rr)))
+
+    cases = [
+        (lambda pc, pr, rc, rr, lc, b, a: (dpo(pc, pr, rc, rr, b) - a * pc).mean(),
+         "nll_not_normalised", "per token"),
+        (lambda pc, pr, rc, rr, lc, b, a: (dpo(pc, pr, rc, rr, b) + a * pc / lc).mean(),
+         "nll_sign", "wrong sign"),
+        (lambda pc, pr, rc, rr, lc, b, a: (dpo(pc, pr, rc, rr, b) - a * (pc - rc) / lc)
+         .mean(),
+         "nll_on_ratio", "no reference"),
+        (lambda pc, pr, rc, rr, lc, b, a: dpo(pc, pr, rc, rr, b).mean(),
+         "no_nll", "plain DPO"),
+        (lambda pc, pr, rc, rr, lc, b, a: (a * dpo(pc, pr, rc, rr, b) - pc / lc).mean(),
+         "alpha_on_dpo", "NLL term only"),
+    ]  # fmt: skip
+    for fn, code, phrase in cases:
+        expect(check_rpo_loss(fn, quiet=True), code, phrase)
+    odd = check_rpo_loss(lambda *a: rpo_right(*a) + 0.3, quiet=True)
+    expect(odd, "wrong_value", "log 2 + alpha")
+
+
+def test_rpo_variants_are_all_distinguishable():
+    cases = _rpo_cases(torch.Generator().manual_seed(_SEED + _SEED_OFFSET + 1))
+
+    def outputs(f):
+        return [f(*_clone(c.args)) for c in cases]
+
+    ref = outputs(_rpo_reference)
+    outs = [outputs(m.fn) for m in _RPO_MISTAKES]
+    for m, o in zip(_RPO_MISTAKES, outs):
+        assert not all(_close(a, b) for a, b in zip(o, ref)), m.code
+    for (m1, o1), (m2, o2) in itertools.combinations(zip(_RPO_MISTAKES, outs), 2):
         assert not all(_close(a, b) for a, b in zip(o1, o2)), (m1.code, m2.code)
