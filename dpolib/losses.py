@@ -218,3 +218,120 @@ def token_kl_to_reference(
     if weights is None:
         return per_row.mean()
     return (per_row * weights).sum() / weights.sum()
+
+
+# --------------------------------------------------------------------------------------
+# What practitioners add to DPO (chapters 11 and 12): an NLL term on the chosen answer
+# (RPO), DPO-Positive, length-normalised DPO (TRL's sigmoid_norm) and the reference-free
+# SimPO. They need more than the margin d (the chosen log-ratio alone, or the lengths),
+# so they sit beside `preference_losses` rather than inside it.
+# --------------------------------------------------------------------------------------
+from .errors import describe  # noqa: E402  (here, so the block stays self-contained)
+
+PRACTICE_LOSS_TYPES = ("rpo", "dpop", "sigmoid_norm", "simpo")
+
+
+def _check_lengths(name: str, lengths: torch.Tensor | None, like: torch.Tensor) -> None:
+    if lengths is None:
+        raise ValueError(
+            f"{name} is needed by this loss: pass the number of completion tokens of "
+            "each pair (EOS included), e.g. batch.completion_mask.sum(-1)"
+        )
+    if not isinstance(lengths, torch.Tensor) or lengths.shape != like.shape:
+        got = tuple(lengths.shape) if isinstance(lengths, torch.Tensor) else lengths
+        raise ValueError(
+            f"{name} must be a tensor of shape {tuple(like.shape)} (one token count "
+            f"per pair), got {describe(got)}"
+        )
+    if bool((lengths <= 0).any()):
+        bad = [int(v) for v in lengths[lengths <= 0][:5]]
+        raise ValueError(
+            f"{name} has completions of length <= 0 ({describe(bad)}); a length-"
+            "normalised loss divides by the token count, so an empty completion has "
+            "no mean log-prob. Drop the empty completions (or count their EOS token)"
+        )
+
+
+def practice_loss(
+    policy_chosen_logps: torch.Tensor,
+    policy_rejected_logps: torch.Tensor,
+    reference_chosen_logps: torch.Tensor | None,
+    reference_rejected_logps: torch.Tensor | None,
+    beta: float,
+    loss_type: str,
+    *,
+    chosen_lengths: torch.Tensor | None = None,
+    rejected_lengths: torch.Tensor | None = None,
+    rpo_alpha: float = 1.0,
+    dpop_lambda: float = 5.0,
+    simpo_gamma: float = 1.0,
+) -> DPOOutput:
+    """The practitioners' variants per pair (u log-ratio, lp log pi, |y| token count):
+
+    rpo           -log sigma(beta d) + alpha (-lp(y_w) / |y_w|)   (DPO + NLL on chosen)
+    dpop          -log sigma(beta [d - lambda max(0, -u(y_w))])   (DPO-Positive)
+    sigmoid_norm  -log sigma(beta [u(y_w)/|y_w| - u(y_l)/|y_l|])   (TRL's sigmoid_norm)
+    simpo         -log sigma(beta [lp(y_w)/|y_w| - lp(y_l)/|y_l|] - gamma)  (no ref)
+
+    The rewards in the output are beta * u (for simpo, beta * the mean log-prob).
+    """
+    check_beta(beta)
+    if loss_type not in PRACTICE_LOSS_TYPES:
+        raise ValueError(
+            f"unknown practice loss_type {describe(loss_type)}; choose one of "
+            f"{PRACTICE_LOSS_TYPES} (the DPO family itself is in dpo_loss)"
+        )
+    named = {
+        "policy_chosen_logps": policy_chosen_logps,
+        "policy_rejected_logps": policy_rejected_logps,
+    }
+    if loss_type != "simpo":
+        if reference_chosen_logps is None or reference_rejected_logps is None:
+            raise ValueError(
+                f"loss_type {loss_type!r} needs the reference's log-probs; only "
+                "'simpo' is reference-free"
+            )
+        named["reference_chosen_logps"] = reference_chosen_logps
+        named["reference_rejected_logps"] = reference_rejected_logps
+    _check_logps(**named)
+    if loss_type in ("rpo", "sigmoid_norm", "simpo"):
+        _check_lengths("chosen_lengths", chosen_lengths, policy_chosen_logps)
+    if loss_type in ("sigmoid_norm", "simpo"):
+        _check_lengths("rejected_lengths", rejected_lengths, policy_rejected_logps)
+    for name, value in (
+        ("rpo_alpha", rpo_alpha),
+        ("dpop_lambda", dpop_lambda),
+        ("simpo_gamma", simpo_gamma),
+    ):
+        if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+            raise ValueError(
+                f"{name} must be a finite number >= 0, got {describe(value)}"
+            )
+
+    if loss_type == "simpo":
+        chosen_u = policy_chosen_logps / chosen_lengths
+        rejected_u = policy_rejected_logps / rejected_lengths
+        losses = -F.logsigmoid(beta * (chosen_u - rejected_u) - simpo_gamma)
+    else:
+        chosen_u = policy_chosen_logps - reference_chosen_logps
+        rejected_u = policy_rejected_logps - reference_rejected_logps
+        if loss_type == "rpo":
+            nll = -policy_chosen_logps / chosen_lengths
+            losses = -F.logsigmoid(beta * (chosen_u - rejected_u)) + rpo_alpha * nll
+        elif loss_type == "dpop":
+            # > 0 only once log pi(y_w) has fallen below the reference's
+            penalty = torch.relu(-chosen_u)
+            d = chosen_u - rejected_u - dpop_lambda * penalty
+            losses = -F.logsigmoid(beta * d)
+        else:
+            chosen_u = chosen_u / chosen_lengths
+            rejected_u = rejected_u / rejected_lengths
+            losses = -F.logsigmoid(beta * (chosen_u - rejected_u))
+    return DPOOutput(
+        loss=losses.mean(),
+        losses=losses,
+        chosen_rewards=(beta * chosen_u).detach(),
+        rejected_rewards=(beta * rejected_u).detach(),
+        policy_chosen_logps=policy_chosen_logps.detach(),
+        policy_rejected_logps=policy_rejected_logps.detach(),
+    )
