@@ -197,6 +197,17 @@ class GPT(nn.Module):
         one per row: the ids continue it, with the logits of reading everything at
         once. `cache`, if given, collects each layer's keys and values, past included.
         """
+        P = 0 if past is None else past[0][0].shape[2]
+        T = P + self._check_ids(input_ids, P)
+        pos = torch.arange(P, T, device=input_ids.device)
+        x = self.tok_emb(input_ids) + self.pos_emb(pos)
+        for i, block in enumerate(self.blocks):
+            x = block(x, None if past is None else past[i], cache)
+        return self.head(self.ln_f(x))
+
+    def _check_ids(self, input_ids: torch.Tensor, P: int) -> int:
+        """The number of new positions in `input_ids`, after checking its type, shape,
+        ids and length (P positions come before it)."""
         if not isinstance(input_ids, torch.Tensor):
             raise TypeError(
                 f"input_ids must be a torch.Tensor of token ids, got "
@@ -212,7 +223,6 @@ class GPT(nn.Module):
                 f"input_ids must hold integer token ids, got dtype {input_ids.dtype}; "
                 "build them with dtype=torch.long"
             )
-        P = 0 if past is None else past[0][0].shape[2]
         T = P + input_ids.shape[1]
         if T > self.config.block_size:
             raise ValueError(
@@ -229,11 +239,7 @@ class GPT(nn.Module):
                 f"{describe(bad)}; encode the text with the tokenizer this model was "
                 "built for"
             )
-        pos = torch.arange(P, T, device=input_ids.device)
-        x = self.tok_emb(input_ids) + self.pos_emb(pos)
-        for i, block in enumerate(self.blocks):
-            x = block(x, None if past is None else past[i], cache)
-        return self.head(self.ln_f(x))
+        return input_ids.shape[1]
 
     def prefix_cache(self, prefix_ids: torch.Tensor) -> list[KV]:
         """Keys and values of every layer for a prefix of shape (1, P), for `past`."""
