@@ -273,12 +273,12 @@ class GPT(nn.Module):
         whole sequence at every step: the plain reference path)."""
         _check_count("num_samples", num_samples)
         _check_count("max_completion_len", max_completion_len)
-        if (
-            isinstance(temperature, bool)
-            or not isinstance(temperature, numbers.Real)
-            or not math.isfinite(temperature)
-            or temperature <= 0
-        ):
+        if isinstance(temperature, bool) or not isinstance(temperature, numbers.Real):
+            raise TypeError(
+                "temperature must be a finite number > 0, got "
+                f"{type(temperature).__name__} {describe(temperature)}"
+            )
+        if not math.isfinite(temperature) or temperature <= 0:
             raise ValueError(
                 "temperature must be a finite number > 0, got "
                 f"{describe(temperature)}; 1 samples the model as it is, a small "

@@ -109,3 +109,19 @@ def test_cache_of_one_call_continues_in_the_next(tiny, tok):
         past, cache = cache, []
         steps.append(tiny(ids[:, t : t + 1], past=past, cache=cache))
     torch.testing.assert_close(torch.cat(steps, 1), tiny(ids), rtol=0, atol=1e-5)
+
+
+def test_bad_sampling_arguments_are_clear_and_keep_the_mode(food):
+    # max_completion_len=0 gave torch's "stack expects a non-empty TensorList";
+    # temperature NaN failed inside multinomial and left the model in eval mode
+    model, tok = food
+    was_training = model.training  # the session's shared model: leave it as found
+    model.train()
+    try:
+        with pytest.raises(ValueError, match="max_completion_len must be >= 1"):
+            model.sample_batch(tok, "leo likes ", 3, 0)
+        with pytest.raises(ValueError, match="temperature must be a finite number"):
+            model.sample_batch(tok, "leo likes ", 3, temperature=float("nan"))
+        assert model.training
+    finally:
+        model.train(was_training)
