@@ -1,53 +1,132 @@
-"""The DPO loss family and its metrics. Works on log-probabilities only: it knows nothing of models.
+"""The DPO loss family and its metrics. Works on log-probabilities only: it knows
+nothing of models.
 
-Notation: u(y) = log pi_theta(y|x) - log pi_ref(y|x), d = u(y_w) - u(y_l), sigma the logistic function.
+Notation: u(y) = log pi_theta(y|x) - log pi_ref(y|x), d = u(y_w) - u(y_l), sigma the
+logistic function; beta * d is the reward margin (TRL's rewards/margins).
 """
 
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
+from .errors import describe
+
 LOSS_TYPES = ("sigmoid", "robust", "ipo", "hinge")
-# Not a loss to train with: the DPO paper's ablation, DPO's gradient without its sigma(.) weight.
+# Not a loss to train with: the DPO paper's ablation, DPO's gradient without its
+# sigma(.) weight.
 ABLATIONS = ("unweighted",)
 
 
+# beta and 1/(2 beta) (IPO's target) must both be finite, non-zero float32 numbers: a
+# beta of 1e39 is inf in float32, and inf * 0 (every d at the start) is NaN
+BETA_MIN = float(torch.finfo(torch.float32).tiny)  # about 1.2e-38
+BETA_MAX = float(torch.finfo(torch.float32).max)  # about 3.4e38
+
+
 def check_beta(beta: float) -> None:
+    """Raise unless beta is a number with BETA_MIN <= beta <= BETA_MAX (> 0, finite in
+    float32)."""
     if isinstance(beta, torch.Tensor):
+        if beta.numel() != 1:
+            raise ValueError(
+                f"beta must be one number, got a tensor of shape {tuple(beta.shape)}"
+            )
         beta = float(beta)
-    if not isinstance(beta, (int, float)) or not math.isfinite(beta) or beta <= 0:
+    if isinstance(beta, bool) or not isinstance(beta, numbers.Real):
+        raise TypeError(
+            f"beta must be a finite number > 0, got {type(beta).__name__} "
+            f"{describe(beta)}; pass a float such as 0.1"
+        )
+    if not math.isfinite(beta) or beta <= 0:
         raise ValueError(
-            f"beta must be a finite number > 0, got {beta!r}; it is the strength of the KL leash "
-            "(typical values 0.1 to 1; larger keeps the policy closer to the reference)"
+            f"beta must be a finite number > 0, got {describe(beta)}; it is the "
+            "strength of the KL leash (typical values 0.1 to 1; larger keeps the "
+            "policy closer to the reference)"
+        )
+    if not BETA_MIN <= beta <= BETA_MAX:
+        raise ValueError(
+            f"beta must be a finite number > 0 between {BETA_MIN:.3g} and "
+            f"{BETA_MAX:.3g}, got {describe(beta)}: beta * d (and IPO's "
+            "1/(2 beta)) would overflow float32 to inf or NaN; typical values are "
+            "0.1 to 1"
         )
 
 
 def _check_logps(**named: torch.Tensor) -> None:
+    """Same-shape, non-empty 1-D tensors of log-probs, or a clear error."""
     shape = None
     for name, t in named.items():
         if not isinstance(t, torch.Tensor):
             raise TypeError(
-                f"{name} must be a torch.Tensor of per-sequence log-probs, got {type(t).__name__}; wrap it with torch.tensor(...)"
+                f"{name} must be a torch.Tensor of per-sequence log-probs, got "
+                f"{type(t).__name__}; wrap it with torch.tensor(...)"
             )
         if t.dim() != 1:
             raise ValueError(
-                f"{name} must be 1-D (one summed log-prob per pair), got shape {tuple(t.shape)}"
+                f"{name} must be 1-D (one summed log-prob per pair), got shape "
+                f"{tuple(t.shape)}"
             )
         if shape is None:
             shape = t.shape
         elif t.shape != shape:
             raise ValueError(
-                "log-prob tensors must all have the same shape (one entry per pair), got "
-                + ", ".join(f"{k} {tuple(v.shape)}" for k, v in named.items())
+                "log-prob tensors must all have the same shape (one entry per pair), "
+                "got " + ", ".join(f"{k} {tuple(v.shape)}" for k, v in named.items())
             )
     if shape is not None and shape[0] == 0:
         raise ValueError(
             "log-prob tensors are empty; DPO needs at least one preference pair"
         )
+
+
+def _check_finite(**named: torch.Tensor) -> None:
+    """The reference's log-probs are data: NaN or +-inf there is a mistake upstream.
+
+    (The policy's are left alone: a diverged policy must reach the training loop as a
+    non-finite loss, which it reports as NonFiniteLossError and does not step on.)"""
+    for name, t in named.items():
+        bad = ~torch.isfinite(t.detach())
+        if bool(bad.any()):
+            i = int(bad.nonzero()[0, 0])
+            raise ValueError(
+                f"{name} must be finite, got {float(t[i])} at index {i} "
+                f"({int(bad.sum())} of {t.numel()} entries not finite); NaN comes "
+                "from a diverged reference or bad data, -inf means the reference "
+                "gives the sequence probability 0 (check the targets, the mask and "
+                "the reference model)"
+            )
+
+
+def _check_weights(weights: object, shape: torch.Size) -> torch.Tensor:
+    """Per-pair weights: a tensor of `shape`, finite, >= 0, not all 0."""
+    if not isinstance(weights, torch.Tensor):
+        raise TypeError(
+            f"weights must be a torch.Tensor of shape {tuple(shape)}, got "
+            f"{type(weights).__name__} {describe(weights)}; wrap it with "
+            "torch.tensor(...)"
+        )
+    if weights.shape != shape:
+        raise ValueError(
+            f"weights must have shape {tuple(shape)} (one per pair or row), got "
+            f"{tuple(weights.shape)}"
+        )
+    w = weights.detach()
+    if not bool(torch.isfinite(w).all()) or bool((w < 0).any()):
+        raise ValueError(
+            f"weights must be finite and >= 0, got {describe(w.tolist())}; a weight is "
+            "how much a pair counts in the mean"
+        )
+    if not bool((w > 0).any()):
+        raise ValueError(
+            "weights are all 0, so the weighted mean is 0/0; give at least one pair a "
+            "positive weight (or pass weights=None for a plain mean)"
+        )
+    return weights
 
 
 def compute_implicit_reward(
@@ -56,51 +135,68 @@ def compute_implicit_reward(
     """r_hat(x, y) = beta * (log pi_theta(y|x) - log pi_ref(y|x)), per sequence."""
     check_beta(beta)
     _check_logps(policy_logps=policy_logps, reference_logps=reference_logps)
+    _check_finite(reference_logps=reference_logps)
     return beta * (policy_logps - reference_logps)
 
 
 def preference_losses(
-    logits: torch.Tensor,
+    logratio_diff: torch.Tensor,
     beta: float,
     loss_type: str = "sigmoid",
     label_smoothing: float = 0.0,
 ) -> torch.Tensor:
-    """Per-pair loss from d = u(y_w) - u(y_l):
+    """Per-pair loss from logratio_diff d = u(y_w) - u(y_l) (beta * d is the reward
+    margin):
 
-    sigmoid  -(1-eps) log sigma(beta d) - eps log sigma(-beta d)      (DPO; eps > 0 is cDPO)
+    sigmoid  -(1-eps) log sigma(beta d) - eps log sigma(-beta d)   (DPO; eps > 0: cDPO)
     robust   [-(1-eps) log sigma(beta d) + eps log sigma(-beta d)] / (1 - 2 eps)
     ipo      (d - 1/(2 beta))^2
     hinge    max(0, 1 - beta d)
     unweighted  -beta d   (ablation only: every pair pushed equally hard, forever)
     """
     check_beta(beta)
-    if loss_type not in LOSS_TYPES + ABLATIONS:
+    if not isinstance(logratio_diff, torch.Tensor):
+        raise TypeError(
+            "logratio_diff must be a torch.Tensor of d = u(y_w) - u(y_l), got "
+            f"{type(logratio_diff).__name__}; wrap it with torch.tensor(...)"
+        )
+    if not isinstance(loss_type, str) or loss_type not in LOSS_TYPES + ABLATIONS:
         raise ValueError(
-            f"unknown loss_type {loss_type!r}; choose one of {LOSS_TYPES} (or the ablation {ABLATIONS[0]!r})"
+            f"unknown loss_type {describe(loss_type)}; choose one of {LOSS_TYPES} (or "
+            f"the ablation {ABLATIONS[0]!r})"
+        )
+    if isinstance(label_smoothing, bool) or not isinstance(
+        label_smoothing, numbers.Real
+    ):
+        raise TypeError(
+            f"label_smoothing must be a float in [0, 0.5), got "
+            f"{type(label_smoothing).__name__} {describe(label_smoothing)}"
         )
     if not 0.0 <= label_smoothing < 0.5:
         raise ValueError(
-            f"label_smoothing must be in [0, 0.5), got {label_smoothing}; it is the assumed share of flipped labels"
+            f"label_smoothing must be in [0, 0.5), got {describe(label_smoothing)}; it "
+            "is the assumed share of flipped labels"
         )
     if label_smoothing and loss_type not in ("sigmoid", "robust"):
         raise ValueError(
-            f"label_smoothing applies to the 'sigmoid' and 'robust' losses only, not {loss_type!r}"
+            "label_smoothing applies to the 'sigmoid' and 'robust' losses only, not "
+            f"{loss_type!r}"
         )
-    eps = label_smoothing
+    eps = float(label_smoothing)
+    z = beta * logratio_diff
+    if loss_type in ("sigmoid", "robust") and eps == 0:
+        # without smoothing the second term is absent, not 0 * log sigma(-z): at
+        # z = +inf that product is 0 * -inf = NaN instead of a loss of 0
+        return -F.logsigmoid(z)
     if loss_type == "sigmoid":
-        return -(1 - eps) * F.logsigmoid(beta * logits) - eps * F.logsigmoid(
-            -beta * logits
-        )
+        return -(1 - eps) * F.logsigmoid(z) - eps * F.logsigmoid(-z)
     if loss_type == "robust":
-        return (
-            -(1 - eps) * F.logsigmoid(beta * logits)
-            + eps * F.logsigmoid(-beta * logits)
-        ) / (1 - 2 * eps)
+        return (-(1 - eps) * F.logsigmoid(z) + eps * F.logsigmoid(-z)) / (1 - 2 * eps)
     if loss_type == "ipo":
-        return (logits - 1 / (2 * beta)) ** 2
+        return (logratio_diff - 1 / (2 * beta)) ** 2
     if loss_type == "unweighted":
-        return -beta * logits
-    return torch.relu(1 - beta * logits)
+        return -z
+    return torch.relu(1 - z)
 
 
 def compute_dpo_loss(
@@ -110,7 +206,8 @@ def compute_dpo_loss(
     reference_rejected_logps: torch.Tensor,
     beta: float = 0.1,
 ) -> torch.Tensor:
-    """L = -mean log sigma(beta * [(log pi(y_w) - log pi_ref(y_w)) - (log pi(y_l) - log pi_ref(y_l))])."""
+    """L = -mean log sigma(beta * [(log pi(y_w) - log pi_ref(y_w))
+    - (log pi(y_l) - log pi_ref(y_l))])."""
     return dpo_loss(
         policy_chosen_logps,
         policy_rejected_logps,
@@ -145,7 +242,8 @@ class DPOOutput:
             "rewards/chosen": mean(self.chosen_rewards),
             "rewards/rejected": mean(self.rejected_rewards),
             "rewards/margins": mean(self.chosen_rewards - self.rejected_rewards),
-            # strict: at the start every reward is 0 and no pair counts as ordered correctly
+            # strict: at the start every reward is 0 and no pair counts as ordered
+            # correctly
             "rewards/accuracies": mean(
                 (self.chosen_rewards > self.rejected_rewards).float()
             ),
@@ -164,11 +262,19 @@ def dpo_loss(
     label_smoothing: float = 0.0,
     weights: torch.Tensor | None = None,
 ) -> DPOOutput:
-    """The loss family of `preference_losses`, averaged over pairs (weighted by `weights` if given)."""
+    """The loss family of `preference_losses`, averaged over pairs (weighted by
+    `weights`, finite and >= 0, if given).
+
+    The reference's log-probs must be finite; a NaN in the policy's gives a NaN loss
+    (what the training loop checks for)."""
     check_beta(beta)
     _check_logps(
         policy_chosen_logps=policy_chosen_logps,
         policy_rejected_logps=policy_rejected_logps,
+        reference_chosen_logps=reference_chosen_logps,
+        reference_rejected_logps=reference_rejected_logps,
+    )
+    _check_finite(
         reference_chosen_logps=reference_chosen_logps,
         reference_rejected_logps=reference_rejected_logps,
     )
@@ -178,10 +284,7 @@ def dpo_loss(
     if weights is None:
         loss = losses.mean()
     else:
-        if weights.shape != losses.shape:
-            raise ValueError(
-                f"weights must have shape {tuple(losses.shape)}, got {tuple(weights.shape)}"
-            )
+        weights = _check_weights(weights, losses.shape)
         loss = (losses * weights).sum() / weights.sum()
     return DPOOutput(
         loss=loss,
@@ -197,7 +300,8 @@ def dpo_loss(
 def dpo_gradient_weight(
     chosen_rewards: torch.Tensor, rejected_rewards: torch.Tensor
 ) -> torch.Tensor:
-    """sigma(r_hat(y_l) - r_hat(y_w)): how hard DPO pushes on a pair; near 1 when the pair is ordered wrongly."""
+    """sigma(r_hat(y_l) - r_hat(y_w)) = sigma(-reward margin): how hard DPO pushes on
+    a pair; near 1 when the pair is ordered wrongly."""
     return torch.sigmoid(rejected_rewards - chosen_rewards)
 
 
@@ -207,8 +311,9 @@ def token_kl_to_reference(
     mask: torch.Tensor,
     weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Mean over rows (weighted) of sum_t KL(ref(.|t) || policy(.|t)) over masked positions: a
-    teacher-forced KL that keeps the policy's next-token distributions near the reference's."""
+    """Mean over rows (weighted) of sum_t KL(ref(.|t) || policy(.|t)) over masked
+    positions: a teacher-forced KL that keeps the policy's next-token distributions
+    near the reference's."""
     ref_logp = torch.log_softmax(reference_logits.float(), dim=-1)
     pol_logp = torch.log_softmax(policy_logits.float(), dim=-1)
     kl = F.kl_div(pol_logp, ref_logp, log_target=True, reduction="none").sum(
@@ -217,6 +322,7 @@ def token_kl_to_reference(
     per_row = (kl * mask.to(kl.dtype)).sum(-1)
     if weights is None:
         return per_row.mean()
+    weights = _check_weights(weights, per_row.shape)
     return (per_row * weights).sum() / weights.sum()
 
 

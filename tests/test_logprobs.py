@@ -3,7 +3,9 @@ import torch
 
 from dpolib.data import PreferencePair
 from dpolib.logprobs import (
+    SequenceBatch,
     batch_logprobs,
+    batch_token_logprobs,
     build_batch,
     build_pair_batch,
     pair_logprobs,
@@ -15,7 +17,7 @@ COMPLETIONS = ["pizza", "dumplings", "pho", "ramen"]
 
 
 def one_at_a_time(model, tok, prompt, completion):
-    """Plain re-derivation: run the sequence alone and add log p of each completion token and <eos>."""
+    """Plain re-derivation: one sequence alone, log p of its completion and <eos>."""
     ids = tok.encode(prompt, bos=True) + tok.encode(completion, eos=True)
     logp = torch.log_softmax(model(torch.tensor([ids[:-1]]))[0], -1)
     start = len(tok.encode(prompt, bos=True))
@@ -126,8 +128,6 @@ def test_prefix_cache_checks_its_input(tiny, tok):
 
 
 def test_batch_token_logprobs_sum_to_sequence_logprobs(food):
-    from dpolib.logprobs import batch_token_logprobs
-
     model, tok = food
     for prompts, completions in [
         (["ravin likes "] * 3, ["pizza", "pasta", "xq"]),  # shared prompt: prefix cache
@@ -140,3 +140,42 @@ def test_batch_token_logprobs_sum_to_sequence_logprobs(food):
         torch.testing.assert_close(
             per_token.sum(1), batch_logprobs(model, batch), rtol=0, atol=1e-6
         )
+
+
+def test_strings_instead_of_lists_are_refused(tok):
+    # build_batch(tok, "ab", "cd") used to build two rows of one character each
+    with pytest.raises(TypeError, match=r"prompts must be a list of strings.*\['ab'\]"):
+        build_batch(tok, "ab", "cd")
+    with pytest.raises(TypeError, match="completions must be a list of strings"):
+        build_batch(tok, ["ab"], "c")
+    with pytest.raises(TypeError, match=r"completions\[1\] must be a str, got int"):
+        build_batch(tok, ["a", "b"], ["c", 3])
+    with pytest.raises(TypeError, match="prompts must be a list of strings, got set"):
+        build_batch(tok, {"a"}, ["c"])
+    with pytest.raises(TypeError, match="block_size must be an int"):
+        build_batch(tok, ["a"], ["c"], block_size=8.5)
+    # tuples are sequences too
+    assert len(build_batch(tok, ("ab", "cd"), ("e", "f"))) == 2
+
+
+def test_masks_other_than_0_1_are_refused(tiny, tok):
+    # an integer mask of 2 used to double the log-probs
+    batch = build_batch(tok, PROMPTS, COMPLETIONS)
+    logits = tiny(batch.input_ids)
+    ones = batch.completion_mask.long()
+    plain = sequence_logprobs(logits, batch.targets, batch.completion_mask)
+    assert torch.equal(sequence_logprobs(logits, batch.targets, ones), plain)
+    for bad in (2 * ones, -ones, 0.5 * ones):
+        with pytest.raises(ValueError, match="mask must hold only 0/1"):
+            sequence_logprobs(logits, batch.targets, bad)
+    doubled = SequenceBatch(batch.input_ids, batch.targets, 2 * ones)
+    with pytest.raises(ValueError, match="mask must hold only 0/1"):
+        batch_logprobs(tiny, doubled)
+    with pytest.raises(ValueError, match="mask must hold only 0/1"):
+        batch_token_logprobs(tiny, doubled)
+
+
+def test_long_texts_are_quoted_short(tok):
+    with pytest.raises(ValueError, match="context is 8") as err:
+        build_batch(tok, ["a" * 100_000], ["pizza"], block_size=8)
+    assert len(str(err.value)) < 600

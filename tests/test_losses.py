@@ -1,5 +1,6 @@
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -12,6 +13,7 @@ from dpolib.losses import (
     dpo_gradient_weight,
     dpo_loss,
     preference_losses,
+    token_kl_to_reference,
 )
 
 
@@ -74,7 +76,8 @@ def test_loss_matches_plain_rederivation(loss_type, beta):
 
 
 def test_unweighted_ablation_has_a_constant_gradient():
-    # DPO's gradient per pair is -beta * sigma(-beta d); the ablation drops sigma: -beta, however large d is
+    # DPO's gradient per pair is -beta * sigma(-beta d); the ablation drops sigma:
+    # -beta, however large d is
     d = torch.tensor([-5.0, 0.0, 40.0], requires_grad=True)
     preference_losses(d, 0.5, "unweighted").sum().backward()
     assert torch.equal(d.grad, torch.full((3,), -0.5))
@@ -109,7 +112,7 @@ def test_gradient_wrt_logps_is_the_analytic_formula():
 
 
 def test_gradient_through_a_model_is_the_analytic_formula(tiny, tok):
-    """grad L = -beta * mean_i sigma(r_l - r_w) (grad log pi(y_w) - grad log pi(y_l))."""
+    """grad L = -beta * mean_i sigma(r_l - r_w) (grad log pi(y_w) - grad log pi(y_l))"""
     import copy
 
     reference = copy.deepcopy(tiny)
@@ -174,3 +177,111 @@ def test_bad_shapes_and_types():
         dpo_loss(x, x, x, x, label_smoothing=0.5)
     with pytest.raises(ValueError, match="applies to"):
         dpo_loss(x, x, x, x, loss_type="ipo", label_smoothing=0.1)
+
+
+@pytest.mark.parametrize("beta", [1e39, 3.5e38, 1e-39, 1e-300])
+def test_beta_that_float32_cannot_hold_is_refused(beta):
+    # 1e39 passed the old check and, being inf in float32, gave a NaN loss (inf * 0)
+    x = torch.zeros(3)
+    with pytest.raises(ValueError, match="would overflow float32"):
+        dpo_loss(x, x, x, x, beta=beta)
+    with pytest.raises(ValueError, match="would overflow float32"):
+        preference_losses(x, beta, "ipo")
+
+
+def test_beta_types():
+    x = torch.zeros(2)
+    for bad in ("0.1", None, True, [0.1]):
+        with pytest.raises(TypeError, match="beta must be a finite number > 0"):
+            dpo_loss(x, x, x, x, beta=bad)
+    with pytest.raises(ValueError, match="one number"):
+        dpo_loss(x, x, x, x, beta=torch.tensor([0.1, 0.2]))
+    # NumPy and tensor scalars are numbers too, and the largest float32 beta is fine
+    for ok in (np.float32(0.1), np.float64(0.1), torch.tensor(0.1), 3e38):
+        assert torch.isfinite(dpo_loss(x, x, x, x, beta=ok).loss)
+
+
+@pytest.mark.parametrize("loss_type", ["sigmoid", "robust"])
+def test_infinite_margin_without_smoothing_costs_nothing(loss_type):
+    # a rejected completion the policy can never produce: d = +inf; the loss is
+    # -log sigma(+inf) = 0, not 0 * log sigma(-inf) = NaN
+    d = torch.tensor([math.inf, 2.0, -math.inf])
+    losses = preference_losses(d, 0.5, loss_type)
+    assert losses[0] == 0 and torch.isfinite(losses[1]) and losses[2] == math.inf
+    # with smoothing, an infinitely sure pair is infinitely costly under cDPO
+    smoothed = preference_losses(d, 0.5, loss_type, 0.1)
+    assert not torch.isnan(smoothed).any()
+    assert preference_losses(d, 0.5, "hinge")[0] == 0
+    with pytest.raises(TypeError, match="logratio_diff must be a torch.Tensor"):
+        preference_losses([1.0], 0.5)
+
+
+def test_the_loss_takes_d_by_its_name_and_positionally():
+    d = torch.tensor([0.3, -1.0])
+    assert torch.equal(
+        preference_losses(logratio_diff=d, beta=0.4), preference_losses(d, 0.4)
+    )
+
+
+@pytest.mark.parametrize("bad", [math.nan, -math.inf, math.inf])
+@pytest.mark.parametrize("where", [2, 3])
+def test_non_finite_reference_logps_are_refused_by_name(bad, where):
+    x = [torch.tensor([-3.0, -4.0, -5.0]) for _ in range(4)]
+    x[where][1] = bad
+    name = ["reference_chosen", "reference_rejected"][where - 2]
+    with pytest.raises(ValueError, match=rf"{name}_logps must be finite.*index 1"):
+        dpo_loss(*x, beta=0.1)
+    with pytest.raises(ValueError, match="reference_logps must be finite"):
+        compute_implicit_reward(x[0], x[where])
+
+
+def test_policy_logps_at_the_limits():
+    ref = torch.tensor([-3.0, -4.0])
+    # a rejected completion the policy can never produce: d = +inf, loss 0 (not NaN)
+    pr = torch.tensor([-math.inf, -4.0])
+    out = dpo_loss(ref, pr, ref, ref, beta=0.1)
+    assert out.losses[0] == 0 and torch.isfinite(out.loss)
+    # a chosen one it can never produce costs infinitely much
+    assert dpo_loss(pr, ref, ref, ref, beta=0.1).losses[0] == math.inf
+    # a diverged policy (NaN) reaches the training loop as a NaN loss, which it
+    # reports as NonFiniteLossError without stepping
+    nan = torch.tensor([math.nan, -4.0])
+    assert torch.isnan(dpo_loss(nan, ref, ref, ref, beta=0.1).loss)
+
+
+def test_weights_are_checked():
+    x = -torch.rand(3)
+    y = -torch.rand(3)
+    for bad, message in [
+        (torch.zeros(3), "all 0"),
+        (torch.tensor([1.0, -1.0, 1.0]), "finite and >= 0"),
+        (torch.tensor([1.0, math.nan, 1.0]), "finite and >= 0"),
+        (torch.tensor([1.0, math.inf, 1.0]), "finite and >= 0"),
+        (torch.ones(4), r"shape \(3,\)"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            dpo_loss(x, y, y, x, weights=bad)
+    with pytest.raises(TypeError, match="weights must be a torch.Tensor"):
+        dpo_loss(x, y, y, x, weights=[1.0, 1.0, 1.0])
+    # a zero weight drops a pair: the mean over the others
+    w = torch.tensor([1.0, 0.0, 1.0])
+    out = dpo_loss(x, y, y, x, weights=w)
+    assert out.loss.item() == pytest.approx(out.losses[[0, 2]].mean().item())
+
+
+def test_token_kl_weights_are_checked():
+    a, b = torch.randn(2, 4, 5), torch.randn(2, 4, 5)
+    mask = torch.ones(2, 4, dtype=torch.bool)
+    with pytest.raises(ValueError, match="all 0"):
+        token_kl_to_reference(a, b, mask, torch.zeros(2))
+    with pytest.raises(TypeError, match="weights must be a torch.Tensor"):
+        token_kl_to_reference(a, b, mask, [1.0, 1.0])
+    assert token_kl_to_reference(a, b, mask, torch.tensor([1.0, 0.0])) > 0
+
+
+def test_label_smoothing_type():
+    x = torch.zeros(2)
+    with pytest.raises(TypeError, match="label_smoothing must be a float"):
+        dpo_loss(x, x, x, x, label_smoothing="0.1")
+    with pytest.raises(ValueError, match="label_smoothing must be in"):
+        dpo_loss(x, x, x, x, label_smoothing=math.nan)
