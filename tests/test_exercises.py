@@ -1,9 +1,14 @@
-"""Each checker passes the reference solution and names the common mistakes, written the way a student would."""
+"""Each checker passes the reference solution and names the common mistakes, written the
+way a student would.
+"""
 
 from __future__ import annotations
 
 import itertools
 import math
+import sys
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -11,10 +16,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import dpolib
 from dpolib.course import exercises as ex
+from dpolib.course.bandit import optimal_policy
 from dpolib.course.exercises import (
     CHECKERS,
     CheckResult,
+    _core,
     check_bandit_optimum,
     check_dpo_loss,
     check_gradient_weight,
@@ -22,6 +30,24 @@ from dpolib.course.exercises import (
     check_ipo_loss,
     check_sequence_logprobs,
 )
+from dpolib.course.exercises._core import _SEED, _clone, _close
+from dpolib.course.exercises.bandit import _BANDIT_MISTAKES, _bandit_cases
+from dpolib.course.exercises.logprobs import _SEQ_MISTAKES, _seq_cases
+from dpolib.course.exercises.losses import (
+    _DPO_MISTAKES,
+    _IPO_MISTAKES,
+    _dpo_reference,
+    _ipo_reference,
+    _pair_cases,
+)
+from dpolib.course.exercises.rewards import (
+    _REWARD_MISTAKES,
+    _WEIGHT_MISTAKES,
+    _reward_cases,
+    _weight_cases,
+)
+from dpolib.logprobs import sequence_logprobs
+from dpolib.losses import compute_implicit_reward, dpo_gradient_weight
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -41,7 +67,8 @@ def expect_pass(result: CheckResult) -> None:
     assert "passed" in str(result)
 
 
-# --- DPO loss: solutions a student might write ------------------------------------------------
+# --- DPO loss: solutions a student might write
+# ------------------------------------------------
 def dpo_right(pc, pr, rc, rr, beta):
     chosen_logratio = pc - rc
     rejected_logratio = pr - rr
@@ -98,9 +125,8 @@ def dpo_stub(pc, pr, rc, rr, beta):
     raise NotImplementedError()
 
 
-def test_dpo_loss_passes_reference_and_library():
+def test_dpo_loss_passes_a_right_solution():
     expect_pass(check_dpo_loss(dpo_right, quiet=True))
-    expect_pass(check_dpo_loss(ex._dpo_reference, quiet=True))
 
 
 @pytest.mark.parametrize(
@@ -118,7 +144,7 @@ def test_dpo_loss_passes_reference_and_library():
         (dpo_no_log, "missing_log", ["log is missing", "logsigmoid"]),
         (dpo_vector, "per_pair_vector", ["one loss per pair", ".mean()"]),
         (dpo_item, "no_grad", ["not differentiable", ".item()"]),
-        (dpo_numpy, "no_grad", ["not differentiable"]),
+        (dpo_numpy, "not_a_tensor", ["returned a float", "torch.Tensor"]),
         (
             dpo_detached_rejected,
             "partial_grad",
@@ -179,7 +205,8 @@ def test_report_is_printed_once(capsys):
     out = capsys.readouterr().out
     assert out.startswith("check_dpo_loss: not yet.") and "bracket error" in out
     assert r.printed
-    r._ipython_display_()  # the notebook's automatic display of the returned value adds nothing
+    # the notebook's automatic display of the returned value adds nothing
+    r._ipython_display_()
     assert capsys.readouterr().out == ""
     quiet = check_dpo_loss(dpo_right, quiet=True)
     assert capsys.readouterr().out == ""
@@ -198,7 +225,8 @@ def test_inputs_are_not_mutated_by_the_student():
     expect(r, "exception", "in place")
 
 
-# --- IPO loss ---------------------------------------------------------------------------------
+# --- IPO loss
+# ---------------------------------------------------------------------------------
 def ipo_right(pc, pr, rc, rr, beta):
     d = (pc - rc) - (pr - rr)
     return ((d - 1 / (2 * beta)) ** 2).mean()
@@ -244,7 +272,8 @@ def test_ipo_loss():
     expect(check_ipo_loss(dpo_right, quiet=True), "dpo_not_ipo", "DPO loss")
 
 
-# --- implicit reward --------------------------------------------------------------------------
+# --- implicit reward
+# --------------------------------------------------------------------------
 def reward_right(policy_logps, reference_logps, beta):
     return beta * (policy_logps - reference_logps)
 
@@ -287,15 +316,28 @@ def test_implicit_reward():
     )
 
 
-def test_numpy_answers_are_accepted_for_values():
-    expect_pass(
-        check_implicit_reward(
-            lambda p, r, beta: beta * (p.numpy() - r.numpy()), quiet=True
-        )
+def test_answers_of_the_wrong_type_get_feedback():
+    """A list or an array with the right values breaks the next cell: it must fail."""
+    expect(
+        check_implicit_reward(lambda p, r, b: (b * (p - r)).tolist(), quiet=True),
+        "not_a_tensor",
+        "returned a list",
+        "torch.Tensor",
+    )
+    expect(
+        check_implicit_reward(lambda p, r, b: b * (p.numpy() - r.numpy()), quiet=True),
+        "not_a_tensor",
+        "numpy.ndarray",
+    )
+    expect(
+        check_gradient_weight(lambda w, lo: "0.5", quiet=True),
+        "not_a_tensor",
+        "returned a str",
     )
 
 
-# --- sequence log-probs -----------------------------------------------------------------------
+# --- sequence log-probs
+# -----------------------------------------------------------------------
 def seq_right(logits, targets, mask):
     logp = torch.log_softmax(logits, dim=-1)
     token_logp = torch.gather(logp, 2, targets[..., None])[..., 0]
@@ -389,35 +431,37 @@ def test_sequence_logprobs():
     )
 
 
-# --- gradient weight --------------------------------------------------------------------------
+# --- gradient weight
+# --------------------------------------------------------------------------
 def test_gradient_weight():
-    expect_pass(check_gradient_weight(lambda w, l: torch.sigmoid(l - w), quiet=True))
+    expect_pass(check_gradient_weight(lambda w, lo: torch.sigmoid(lo - w), quiet=True))
     expect_pass(
-        check_gradient_weight(lambda w, l: 1 - torch.sigmoid(w - l), quiet=True)
+        check_gradient_weight(lambda w, lo: 1 - torch.sigmoid(w - lo), quiet=True)
     )
     expect(
-        check_gradient_weight(lambda w, l: torch.sigmoid(w - l), quiet=True),
+        check_gradient_weight(lambda w, lo: torch.sigmoid(w - lo), quiet=True),
         "wrong_sign",
         "sign flipped",
     )
     expect(
-        check_gradient_weight(lambda w, l: l - w, quiet=True),
+        check_gradient_weight(lambda w, lo: lo - w, quiet=True),
         "no_sigmoid",
         "sigmoid is missing",
     )
     expect(
-        check_gradient_weight(lambda w, l: torch.sigmoid(l - w).mean(), quiet=True),
+        check_gradient_weight(lambda w, lo: torch.sigmoid(lo - w).mean(), quiet=True),
         "wrong_shape",
         "per pair",
     )
     expect(
-        check_gradient_weight(lambda w, l: F.logsigmoid(l - w), quiet=True),
+        check_gradient_weight(lambda w, lo: F.logsigmoid(lo - w), quiet=True),
         "log_sigmoid",
         "log sigma",
     )
 
 
-# --- bandit optimum ---------------------------------------------------------------------------
+# --- bandit optimum
+# ---------------------------------------------------------------------------
 def bandit_right(pi_ref, rewards, beta):
     logits = torch.log(pi_ref) + rewards / beta
     return torch.exp(logits - torch.logsumexp(logits, dim=0))
@@ -461,52 +505,45 @@ def test_bandit_optimum():
     )
 
 
-# --- the checkers themselves ------------------------------------------------------------------
+# --- the checkers themselves
+# ------------------------------------------------------------------
 MISTAKE_TABLES = {
-    "check_dpo_loss": (ex._DPO_MISTAKES, ex._pair_cases, ex._dpo_reference, 0),
-    "check_ipo_loss": (ex._IPO_MISTAKES, ex._pair_cases, ex._ipo_reference, 1),
+    "check_dpo_loss": (_DPO_MISTAKES, _pair_cases, _dpo_reference, 0),
+    "check_ipo_loss": (_IPO_MISTAKES, _pair_cases, _ipo_reference, 1),
     "check_implicit_reward": (
-        ex._REWARD_MISTAKES,
-        ex._reward_cases,
-        ex.compute_implicit_reward,
+        _REWARD_MISTAKES,
+        _reward_cases,
+        compute_implicit_reward,
         2,
     ),
     "check_sequence_logprobs": (
-        ex._SEQ_MISTAKES,
-        ex._seq_cases,
-        lambda *a: ex.sequence_logprobs(*a),
+        _SEQ_MISTAKES,
+        _seq_cases,
+        lambda *a: sequence_logprobs(*a),
         3,
     ),
-    "check_gradient_weight": (
-        ex._WEIGHT_MISTAKES,
-        ex._weight_cases,
-        ex.dpo_gradient_weight,
-        4,
-    ),
-    "check_bandit_optimum": (
-        ex._BANDIT_MISTAKES,
-        ex._bandit_cases,
-        ex.optimal_policy,
-        5,
-    ),
+    "check_gradient_weight": (_WEIGHT_MISTAKES, _weight_cases, dpo_gradient_weight, 4),
+    "check_bandit_optimum": (_BANDIT_MISTAKES, _bandit_cases, optimal_policy, 5),
 }
 
 
 @pytest.mark.parametrize("name", sorted(MISTAKE_TABLES))
 def test_known_wrong_variants_are_all_distinguishable(name):
-    """No variant reproduces the reference, and no two variants with different diagnoses coincide on the inputs."""
+    """No variant reproduces the reference, and no two variants with different
+    diagnoses coincide on the inputs.
+    """
     mistakes, make_cases, reference, offset = MISTAKE_TABLES[name]
-    cases = make_cases(torch.Generator().manual_seed(ex._SEED + offset))
+    cases = make_cases(torch.Generator().manual_seed(_SEED + offset))
 
     def outputs(f):
-        return [f(*ex._clone(c.args)) for c in cases]
+        return [f(*_clone(c.args)) for c in cases]
 
     ref = outputs(reference)
     outs = [outputs(m.fn) for m in mistakes]
     for m, o in zip(mistakes, outs):
-        assert not all(ex._close(a, b) for a, b in zip(o, ref)), m.code
+        assert not all(_close(a, b) for a, b in zip(o, ref)), m.code
     for (m1, o1), (m2, o2) in itertools.combinations(zip(mistakes, outs), 2):
-        assert not all(ex._close(a, b) for a, b in zip(o1, o2)), (m1.code, m2.code)
+        assert not all(_close(a, b) for a, b in zip(o1, o2)), (m1.code, m2.code)
 
 
 def test_every_checker_is_listed_and_documented():
@@ -523,7 +560,9 @@ def test_every_checker_is_listed_and_documented():
     reason="no instructors page yet",
 )
 def test_instructors_page_lists_each_checker_with_its_mistakes():
-    """The checker table of chapters/instructors.md names exactly the mistake codes each checker can report."""
+    """The checker table of chapters/instructors.md names exactly the mistake codes
+    each checker can report.
+    """
     import re
 
     text = (ROOT / "chapters" / "instructors.md").read_text()
@@ -549,7 +588,166 @@ def test_checkers_are_deterministic_and_fast():
     assert a.feedback == b.feedback
     assert time.perf_counter() - t < 2.0
     assert math.isclose(
-        float(ex._dpo_reference(*ex._pair_cases(torch.Generator())[0].args)),
+        float(_dpo_reference(*_pair_cases(torch.Generator())[0].args)),
         0.6262,
         abs_tol=5e-5,
     )
+
+
+# --- checkers that cannot be fooled cheaply
+# ---------------------------------------------------
+def _ipo_via_library(pc, pr, rc, rr, beta):
+    return dpolib.losses.dpo_loss(pc, pr, rc, rr, beta, loss_type="ipo").loss
+
+
+def _hidden_helper(pc, pr, rc, rr, beta):  # the library call one function further down
+    return dpolib.dpo_loss(pc, pr, rc, rr, beta).loss
+
+
+# For each checker, a function that hands back dpolib's own answer, and the name the
+# feedback must give.
+CHEATS = {
+    "check_dpo_loss": [
+        (lambda pc, pr, rc, rr, beta: _hidden_helper(pc, pr, rc, rr, beta), "dpo_loss"),
+        (_dpo_reference, "_dpo_reference"),
+    ],
+    "check_ipo_loss": [
+        (_ipo_via_library, "dpo_loss"),
+        (_ipo_reference, "_ipo_reference"),
+    ],
+    "check_implicit_reward": [
+        (compute_implicit_reward, "compute_implicit_reward"),
+        (
+            lambda p, r, b: dpolib.compute_implicit_reward(p, r, b) + 0,
+            "compute_implicit",
+        ),
+    ],
+    "check_gradient_weight": [
+        (lambda w, lo: dpo_gradient_weight(w, lo), "dpo_gradient_weight")
+    ],
+    "check_sequence_logprobs": [
+        (lambda lg, t, m: sequence_logprobs(lg, t, m), "sequence_logprobs")
+    ],
+    "check_bandit_optimum": [(optimal_policy, "optimal_policy")],
+}
+
+
+@pytest.mark.parametrize("name", sorted(CHECKERS))
+def test_every_checker_rejects_a_call_to_the_reference(name):
+    assert set(CHEATS) == set(CHECKERS), "add the new checker's cheat to CHEATS"
+    for cheat, called in CHEATS[name]:
+        r = CHECKERS[name](cheat, quiet=True)
+        expect(r, "calls_reference", "calls dpolib's own", called, "cannot pass")
+        assert any(called in ref for ref in r.references), r.references
+
+
+def test_references_name_the_library_functions():
+    """What a checker forbids is what its reference runs, found by running it: the
+    public functions too.
+    """
+    refs = check_dpo_loss(dpo_right, quiet=True).references
+    assert (
+        "dpolib.losses.dpo_loss" in refs and "dpolib.losses.preference_losses" in refs
+    )
+    refs = check_bandit_optimum(bandit_right, quiet=True).references
+    assert "dpolib.course.bandit.optimal_policy" in refs
+    assert all(r.startswith(("dpolib.course.bandit.", "dpolib.losses.")) for r in refs)
+    # the shared machinery, the model and the tokenizer are never forbidden
+    for name, fn in CHECKERS.items():
+        for ref in fn(lambda *a: None, quiet=True).references:
+            assert not ref.startswith(("dpolib.course.exercises._core", "dpolib.model"))
+
+
+def test_allowed_library_code_is_not_a_cheat():
+    """A checker may hand the student dpolib tools its reference also uses: `allowed`
+    exempts them.
+    """
+
+    def make(allowed):
+        return _core._Check(
+            "check_scaled_reward",
+            names=("policy_logps", "reference_logps", "beta"),
+            reference=lambda p, r, b: 2 * compute_implicit_reward(p, r, b),
+            cases=_reward_cases(torch.Generator().manual_seed(0)),
+            mistakes=[],
+            expected_shape="(B,)",
+            allowed=allowed,
+        )
+
+    def student(p, r, b):
+        return 2 * compute_implicit_reward(p, r, b)
+
+    expect(_core._run_check(make(()), student, quiet=True), "calls_reference")
+    expect_pass(_core._run_check(make([compute_implicit_reward]), student, quiet=True))
+    expect_pass(_core._run_check(make([dpolib.losses]), student, quiet=True))
+
+
+@pytest.fixture
+def short_limit(monkeypatch):
+    monkeypatch.setattr(_core, "_TIME_LIMIT", 0.3)
+
+
+def _forever(p, r, b):
+    n = 0
+    while True:
+        n += 1
+
+
+def _sleeps(p, r, b):
+    time.sleep(60)
+
+
+def _swallows(p, r, b):  # a bare except around the loop must not swallow the time-out
+    while True:
+        try:
+            while True:
+                pass
+        except:  # noqa: E722
+            pass
+
+
+@pytest.mark.parametrize("fn", [_forever, _sleeps, _swallows])
+def test_a_function_that_never_returns_is_stopped(short_limit, fn):
+    t = time.perf_counter()
+    r = check_implicit_reward(fn, quiet=True)
+    expect(r, "time_limit", "did not return within 0.3 s", "loop that never ends")
+    assert time.perf_counter() - t < 5
+    assert sys.gettrace() is None  # the checker's tracing is gone again
+    # and the next check works normally
+    expect_pass(check_implicit_reward(reward_right, quiet=True))
+
+
+def test_time_limit_outside_the_main_thread(short_limit):
+    """No SIGALRM outside the main thread: the trace function stops the loop between
+    two lines.
+    """
+    out = {}
+    worker = threading.Thread(
+        target=lambda: out.setdefault("r", check_implicit_reward(_forever, quiet=True)),
+        daemon=True,
+    )
+    worker.start()
+    worker.join(30)
+    assert not worker.is_alive()
+    expect(out["r"], "time_limit", "did not return within")
+
+
+@pytest.mark.parametrize(
+    "exit_call", [lambda: sys.exit(), lambda: sys.exit(3), lambda: exit()]
+)
+def test_sys_exit_does_not_escape_the_checker(exit_call):
+    def leaves(p, r, b):
+        exit_call()
+
+    expect(check_implicit_reward(leaves, quiet=True), "exited", "sys.exit()")
+
+
+def test_guard_leaves_no_trace_or_timer_behind():
+    import signal
+
+    before = signal.getsignal(signal.SIGALRM)
+    expect(check_dpo_loss(_hidden_helper, quiet=True), "calls_reference")
+    expect_pass(check_dpo_loss(dpo_right, quiet=True))
+    assert sys.gettrace() is None
+    assert signal.getsignal(signal.SIGALRM) is before
+    assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)

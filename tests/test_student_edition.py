@@ -1,4 +1,6 @@
-"""The student edition keeps the exercises, removes every solution, and still runs up to the first exercise."""
+"""The student edition keeps the exercises, removes every solution, and still runs up to
+the first exercise.
+"""
 
 from __future__ import annotations
 
@@ -21,7 +23,8 @@ se = importlib.util.module_from_spec(_spec)
 sys.modules["student_edition"] = se
 _spec.loader.exec_module(se)
 
-# Strings that exist only inside solutions of the fixture: none may reach the student edition.
+# Strings that exist only inside solutions of the fixture: none may reach the student
+# edition.
 SECRETS = [
     "secret_margin_zebra",
     "ZEBRA_SOLUTION_TEXT",
@@ -49,15 +52,18 @@ def fixture_notebook() -> nbformat.NotebookNode:
             metadata={"tags": ["hide-input"]},
         ),
         new_code_cell(
-            "from dpolib.course.exercises import check_gradient_weight\nvalue = 21 * 2\nprint('before', value)"
+            "from dpolib.course.exercises import check_gradient_weight\nvalue = 21 * "
+            "2\nprint('before', value)"
         ),
         ran,
         new_markdown_cell(
-            "## Exercises\n\n```{exercise} The weight\n:label: ex-fx-weight\n:class: core\n"
+            "## Exercises\n\n```{exercise} The weight\n:label: ex-fx-weight\n:class: "
+            "core\n"
             "Write the DPO gradient weight.\n```"
         ),
         new_markdown_cell(
-            "```{solution-start} ex-fx-weight\n:class: dropdown\n```\nThe ZEBRA_SOLUTION_TEXT explains it."
+            "```{solution-start} ex-fx-weight\n:class: dropdown\n```\nThe "
+            "ZEBRA_SOLUTION_TEXT explains it."
         ),
         new_code_cell(
             "import torch\n\n\ndef my_weight(chosen_rewards, rejected_rewards):\n"
@@ -71,16 +77,20 @@ def fixture_notebook() -> nbformat.NotebookNode:
         new_code_cell("print('SECRET_EXPERIMENT: a solution-only experiment')"),
         new_markdown_cell("```{solution-end}\n```"),
         new_markdown_cell(
-            "```{exercise} The bracket\n:label: ex-fx-bracket\n:class: warm-up\nFind the error.\n```\n\n"
-            "````{solution} ex-fx-bracket\n:class: dropdown\nThe SECRET_BRACKET_ANSWER:\n"
-            "```python\nloss = beta * (a - b)\n```\n````\n\nText after the solution stays."
+            "```{exercise} The bracket\n:label: ex-fx-bracket\n:class: warm-up\nFind "
+            "the error.\n```\n\n"
+            "````{solution} ex-fx-bracket\n:class: dropdown\nThe "
+            "SECRET_BRACKET_ANSWER:\n"
+            "```python\nloss = beta * (a - b)\n```\n````\n\nText after the solution "
+            "stays."
         ),
         new_markdown_cell(
             "### BEGIN SOLUTION\nSECRET_MD_ANSWER in nbgrader style\n### END SOLUTION"
         ),
         new_code_cell("x = 'SECRET_TAGGED_CELL'", metadata={"tags": ["solution"]}),
         new_code_cell(
-            "### BEGIN SOLUTION\nanswer = 'SECRET_TOPLEVEL'\n### END SOLUTION\nprint(answer)"
+            "### BEGIN SOLUTION\nanswer = 'SECRET_TOPLEVEL'\n### END "
+            "SOLUTION\nprint(answer)"
         ),
         new_markdown_cell("## References"),
     ]
@@ -136,7 +146,7 @@ def test_structure_is_kept_and_outputs_cleared(built):
     sources = [c.source for c in nb.cells]
     assert sources[0].startswith("# A fixture chapter")
     assert "Student edition" in sources[1]
-    assert any("{exercise} The weight" in s for s in sources) and any(
+    assert any("### Exercise 1.1 (core): The weight" in s for s in sources) and any(
         "Text after the solution stays." in s for s in sources
     )
     assert "widgets" not in nb.metadata
@@ -147,8 +157,8 @@ def test_structure_is_kept_and_outputs_cleared(built):
     stub_cell = next(s for s in sources if "def my_weight" in s)
     # the code around the markers stays, the stub is indented like the markers
     assert (
-        '    """sigma(r_l - r_w), one weight per pair."""\n    # YOUR CODE HERE\n    raise NotImplementedError()'
-        in stub_cell
+        '    """sigma(r_l - r_w), one weight per pair."""\n    # YOUR CODE HERE\n    '
+        "raise NotImplementedError()" in stub_cell
     )
     assert (
         "check_gradient_weight(my_weight)" in sources
@@ -170,7 +180,8 @@ def test_student_edition_runs_up_to_the_first_exercise(built):
 
     _, out = built
     nb = nbformat.read(out / "01_fixture.ipynb", as_version=4)
-    # The Colab cell uses %pip only inside Colab; the kernel is this interpreter's (dpolib is installed here).
+    # The Colab cell uses %pip only inside Colab; the kernel is this interpreter's
+    # (dpolib is installed here).
     NotebookClient(
         nb,
         timeout=120,
@@ -185,7 +196,9 @@ def test_student_edition_runs_up_to_the_first_exercise(built):
         for o in c.outputs
         if o.output_type == "error"
     ]
-    first_exercise = next(i for i, c in enumerate(nb.cells) if "{exercise}" in c.source)
+    first_exercise = next(
+        i for i, c in enumerate(nb.cells) if c.source.startswith("### Exercise")
+    )
     assert all(i > first_exercise for i, _ in errors), errors
     check_cell = next(
         c for c in nb.cells if "check_gradient_weight(my_weight)" in c.source
@@ -194,12 +207,17 @@ def test_student_edition_runs_up_to_the_first_exercise(built):
     assert "not implemented yet" in printed.lower() and not any(
         o.output_type == "error" for o in check_cell.outputs
     )
-    # the report is printed once: the returned CheckResult adds no second copy as the cell's value
+    # the report is printed once: the returned CheckResult adds no second copy as the
+    # cell's value
     assert [o.output_type for o in check_cell.outputs] == ["stream"] and printed.count(
         "check_gradient_weight:"
     ) == 1
-    # the only error is the top-level stub of the last exercise, and it is NotImplementedError
+    # the only error is the top-level stub of the last exercise, and it is
+    # NotImplementedError
     assert [o.ename for _, o in errors] == ["NotImplementedError"]
+    # the answer cells the tool adds run too: a comment, and Markdown
+    work = [c for c in nb.cells if c.source.startswith("# Exercise 1.1: your code")]
+    assert len(work) == 1 and work[0].outputs == []
 
 
 def test_broken_markers_are_refused(tmp_path):
@@ -261,9 +279,12 @@ def test_list_exercises(tmp_path):
     ]
 
 
-# --- the real chapters, when they exist ---------------------------------------------------------
+# --- the real chapters, when they exist
+# ---------------------------------------------------------
 def solution_lines(nb: nbformat.NotebookNode) -> tuple[set[str], set[str]]:
-    """(lines only solutions contain, lines outside solutions), classified independently of the tool."""
+    """(lines only solutions contain, lines outside solutions), classified
+    independently of the tool.
+    """
     sol, rest = set(), set()
     gated = False
     for cell in nb.cells:
@@ -346,7 +367,7 @@ KINDS = {
 
 
 def instructors_rows() -> list[list[str]]:
-    """The rows of the per-exercise table of instructors.md, as lists of stripped cells."""
+    """The rows of the per-exercise table of instructors.md, as stripped cells."""
     text = (CHAPTERS / "instructors.md").read_text()
     return [
         [c.strip() for c in line.strip().strip("|").split("|")]
@@ -359,8 +380,9 @@ def instructors_rows() -> list[list[str]]:
     not (CHAPTERS / "instructors.md").exists(), reason="no instructors page yet"
 )
 def test_instructors_table_matches_the_chapters():
-    """Every exercise of the chapters has exactly one row in instructors.md, with its real chapter and tier, and
-    every row is a real exercise."""
+    """Every exercise of the chapters has exactly one row in instructors.md, with its
+    real chapter and tier, and every row is a real exercise.
+    """
     text = (CHAPTERS / "instructors.md").read_text()
     exercises = se.list_exercises(CHAPTERS)
     real = {(e.chapter, e.label): e.tier for e in exercises}
@@ -373,7 +395,8 @@ def test_instructors_table_matches_the_chapters():
     assert not missing, f"exercises with no row in instructors.md's table: {missing}"
     invented = sorted(set(listed) - set(real))
     assert not invented, (
-        f"instructors.md's table lists exercises that no chapter has (or in the wrong chapter): {invented}"
+        "instructors.md's table lists exercises that no chapter has (or in the wrong "
+        f"chapter): {invented}"
     )
     for label in set(re.findall(r"`(ex-[\w-]+)`", text)):
         assert label in {e.label for e in exercises}, (
@@ -389,8 +412,10 @@ def test_instructors_table_matches_the_chapters():
     not (CHAPTERS / "instructors.md").exists(), reason="no instructors page yet"
 )
 def test_instructors_table_kinds_checkers_times_and_answers():
-    """Each row has a known kind, a time, and a checker exactly when it is an implementation (one that its chapter
-    calls); each exercise has an entry in the answer key."""
+    """Each row has a known kind, a time, and a checker exactly when it is an
+    implementation (one that its chapter calls); each exercise has an entry in the
+    answer key.
+    """
     from dpolib.course import exercises as ex
 
     text = (CHAPTERS / "instructors.md").read_text()
@@ -419,7 +444,8 @@ def test_instructors_table_kinds_checkers_times_and_answers():
                 )
         else:
             assert not checker, (
-                f"{label}: only implementation exercises have a checker, not {checker!r}"
+                f"{label}: only implementation exercises have a checker, not "
+                f"{checker!r}"
             )
         assert re.search(rf"^- `{re.escape(label)}`: \S", key, re.M), (
             f"{label}: no entry in the answer key"
@@ -429,3 +455,213 @@ def test_instructors_table_kinds_checkers_times_and_answers():
 def test_makefile_has_a_student_target():
     text = (ROOT / "Makefile").read_text()
     assert re.search(r"^student:", text, re.M) and "tools/student_edition.py" in text
+
+
+# --- plain Markdown, answer cells, library source
+# -----------------------------------------------
+def myst_notebook() -> nbformat.NotebookNode:
+    cells = [
+        new_markdown_cell("# Chapter\n\nIntro."),
+        new_markdown_cell(
+            "```{prf:lemma} The loss is a likelihood\n:label: lem-fx\n\n"
+            "$\\mathcal{L} = -\\log \\sigma(\\beta d)$.\n```\n\n"
+            "```{prf:proof}\nBy {prf:ref}`lem-fx` and "
+            "{cite:p}`rafailov2023dpo,azar2023ipo`.\n```"
+        ),
+        new_markdown_cell(
+            ":::{note}\nA note with $x^2$.\n:::\n\n"
+            "```python\n```{exercise} not a directive: inside a code block\n```"
+        ),
+        new_code_cell(
+            "from dpolib.course.viz import show_source\n"
+            "from dpolib.losses import dpo_gradient_weight\nimport dpolib"
+        ),
+        new_code_cell("show_source(dpo_gradient_weight)"),
+        new_code_cell("show_source(dpolib.GPT)"),
+        new_markdown_cell(
+            "````{exercise} The weight\n:label: ex-fx-weight\n:class: core\n\n"
+            "Write $\\sigma(\\hat r_l - \\hat r_w)$; see {prf:ref}`lem-fx` and "
+            "{ref}`ex-fx-bracket`.\n\n```python\nmy_weight(w, l)\n```\n````"
+        ),
+        new_markdown_cell("```{solution-start} ex-fx-weight\n:class: dropdown\n```"),
+        new_code_cell(
+            "def my_weight(w, l):\n    ### BEGIN SOLUTION\n"
+            "    return (l - w).sigmoid()\n    ### END SOLUTION"
+        ),
+        new_code_cell("check_gradient_weight(my_weight)"),
+        new_markdown_cell("```{solution-end}\n```"),
+        new_markdown_cell(
+            "```{exercise} The bracket\n:label: ex-fx-bracket\n:class: warm-up\n\n"
+            "Why?\n```\n\n```{solution} ex-fx-bracket\n:class: dropdown\nBecause.\n```"
+        ),
+        new_markdown_cell(
+            "```{exercise} Predict\n:label: ex-fx-predict\n:class: challenge\n\nRun "
+            "it.\n```"
+        ),
+        new_markdown_cell("```{solution-start} ex-fx-predict\n```\nIt moves."),
+        new_code_cell("print('SECRET_EXPERIMENT')"),
+        new_markdown_cell("```{solution-end}\n```\n\n## References\n\nThe end."),
+    ]
+    return new_notebook(cells=cells)
+
+
+def test_directives_become_plain_markdown():
+    nb = se.student_notebook(myst_notebook(), "02_fx.ipynb")
+    md = "\n\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    assert "**Lemma (The loss is a likelihood).**" in md
+    assert "$\\mathcal{L} = -\\log \\sigma(\\beta d)$." in md  # math intact
+    assert "*Proof.*" in md and "By Lemma (The loss is a likelihood) and" in md
+    assert "(rafailov2023dpo; azar2023ipo)" in md
+    assert "> **Note.**" in md and "> A note with $x^2$." in md
+    assert "### Exercise 2.1 (core): The weight" in md
+    assert "### Exercise 2.2 (warm-up): The bracket" in md
+    assert "### Exercise 2.3 (challenge): Predict" in md
+    assert "see Lemma (The loss is a likelihood) and Exercise 2.2." in md
+    # a code block is copied as it is, also when it looks like a directive
+    assert "```python\n```{exercise} not a directive: inside a code block\n```" in md
+    assert "```python\nmy_weight(w, l)\n```" in md
+    for cell in nb.cells:
+        if cell.cell_type != "markdown":
+            continue
+        outside_code = re.sub(r"```python\n.*?\n```", "", cell.source, flags=re.S)
+        assert not re.search(r"^\s*(```|:::)\s*\{", outside_code, re.M), cell.source
+        assert not re.search(r"^\s*:(label|class):", cell.source, re.M), cell.source
+        assert not re.search(r"\{[\w:-]+\}`", cell.source), cell.source
+
+
+def test_every_exercise_gets_an_answer_cell():
+    nb, roles = se.student_cells(myst_notebook(), "02_fx.ipynb")
+    got = [
+        (r.kind, r.label, c.cell_type) for c, r in zip(nb.cells, roles) if r is not None
+    ]
+    assert got == [
+        ("hidden-source", "ex-fx-weight", "markdown"),
+        ("statement", "ex-fx-weight", "markdown"),
+        ("stub", "ex-fx-weight", "code"),
+        ("check", "ex-fx-weight", "code"),
+        # the implementation's solution has no text and runs nothing else: no more cells
+        ("statement", "ex-fx-bracket", "markdown"),
+        ("answer", "ex-fx-bracket", "markdown"),  # a written solution: a written answer
+        ("statement", "ex-fx-predict", "markdown"),
+        ("work", "ex-fx-predict", "code"),  # its solution ran code: a code cell too
+        ("answer", "ex-fx-predict", "markdown"),
+    ]
+    sources = [c.source for c in nb.cells]
+    # the answers come before the chapter's text that shares the solution's last cell
+    assert sources.index("## References\n\nThe end.") > sources.index(
+        "**Your answer to Exercise 2.3.** *Your answer here.*"
+    )
+    assert "SECRET_EXPERIMENT" not in "\n".join(sources)
+    ids = [c.id for c in nb.cells]
+    assert len(set(ids)) == len(ids)
+    # the cells the tool adds get the same ids on every run (the fixture's own ids are
+    # random)
+    again = [c.id for c in se.student_notebook(myst_notebook(), "02_fx.ipynb").cells]
+    assert [i for i in ids if i.startswith("student-")] == [
+        i for i in again if i.startswith("student-")
+    ]
+    nbformat.validate(nb)
+
+
+def test_library_source_that_gives_an_exercise_away_is_hidden():
+    nb = se.student_notebook(myst_notebook(), "02_fx.ipynb")
+    sources = [c.source for c in nb.cells]
+    assert "show_source(dpo_gradient_weight)" not in sources
+    note = next(s for s in sources if "dpo_gradient_weight`" in s)
+    assert "Exercise 2.1 asks you to write it" in note
+    assert "show_source(dpolib.GPT)" in sources  # not what any exercise asks for
+
+
+# --- the real chapters: readable, answerable, nothing given away
+# --------------------------------
+@pytest.mark.skipif(not REAL, reason="no chapter notebooks yet")
+def test_real_chapters_read_as_plain_markdown_with_answer_cells():
+    from dpolib.course.exercises import CHECKERS
+
+    for path in REAL:
+        nb = nbformat.read(path, as_version=4)
+        student, roles = se.student_cells(nb, path.name)
+        for cell in student.cells:
+            if cell.cell_type != "markdown":
+                continue
+            lines, i = cell.source.split("\n"), 0
+            while i < len(lines):  # outside ordinary code blocks
+                fence = re.match(r"^\s*(`{3,}|~{3,})(?!\s*\{)", lines[i])
+                if fence:
+                    i = se._block_end(lines, i, fence.group(1))
+                    continue
+                assert not re.match(r"^\s*(`{3,}|:{3,})\s*\{", lines[i]), (
+                    path.name,
+                    lines[i],
+                )
+                assert not re.match(r"^\s*:(label|class):", lines[i]), (
+                    path.name,
+                    lines[i],
+                )
+                assert not re.search(r"\{[\w:+-]+\}`", lines[i]), (path.name, lines[i])
+                i += 1
+        labels = [
+            e.label for e in se.list_exercises(path.parent) if e.chapter == path.name
+        ]
+        answered = {r.label for r in roles if r and r.kind in ("stub", "answer")}
+        assert set(labels) <= answered, (path.name, sorted(set(labels) - answered))
+        headings = [
+            c.source for c in student.cells if c.source.startswith("### Exercise")
+        ]
+        assert len(headings) == len(labels)
+        # no cell prints the source of what a checker of the chapter compares with
+        code = "\n".join(c.source for c in student.cells if c.cell_type == "code")
+        for name in set(re.findall(r"\b(check_\w+)\(", code)) & set(CHECKERS):
+            for ref in CHECKERS[name](lambda *a: None, quiet=True).references:
+                short = ref.rsplit(".", 1)[-1]
+                assert not re.search(
+                    rf"(show_source|getsource)\(\s*[\w.]*\b{short}\s*\)", code
+                ), (path.name, name, ref)
+
+
+# --- the instructors page: assignment sets and rubrics
+# ------------------------------------------
+TIER_POINTS = {
+    "warm-up": 1,
+    "core": 2,
+    "challenge": 3,
+}  # what tools/nbgrader_release.py gives
+
+
+@pytest.mark.skipif(
+    not (CHAPTERS / "instructors.md").exists(), reason="no instructors page yet"
+)
+def test_suggested_assignments_add_up():
+    text = (CHAPTERS / "instructors.md").read_text()
+    section = text[text.index("## Suggested assignments") :]
+    section = section[: section.index("\n## ", 1)]
+    minutes = {row[1].strip("`"): int(row[5].split()[0]) for row in instructors_rows()}
+    sets = re.findall(
+        r"^\*\*(.+?)\*\* \(total (\d+) min\):(.*?)(?=\n\n|\Z)", section, re.M | re.S
+    )
+    assert len(sets) >= 2, "a one-week and a three-week module"
+    for title, total, body in sets:
+        labels = re.findall(r"`(ex-[\w-]+)`", body)
+        assert labels and len(set(labels)) == len(labels), title
+        assert sum(minutes[label] for label in labels) == int(total), (
+            f"{title}: the table's times add up to "
+            f"{sum(minutes[label] for label in labels)} min, not {total}"
+        )
+
+
+@pytest.mark.skipif(not REAL, reason="no chapter notebooks yet")
+def test_every_written_answer_has_a_rubric():
+    """Each exercise whose student edition has a Markdown answer cell has one rubric
+    line, worth the points nbgrader gives that cell.
+    """
+    text = (CHAPTERS / "instructors.md").read_text()
+    section = text[text.index("## Rubrics for the written answers") :]
+    rubric = dict(re.findall(r"^- `(ex-[\w-]+)` \((\d+) pt\): \S", section, re.M))
+    written = {}
+    for path in REAL:
+        _, roles = se.student_cells(nbformat.read(path, as_version=4), path.name)
+        written |= {r.label: r.tier for r in roles if r and r.kind == "answer"}
+    assert sorted(set(written) - set(rubric)) == [], "rubric lines missing"
+    assert sorted(set(rubric) - set(written)) == [], "rubrics for exercises without one"
+    for label, tier in written.items():
+        assert int(rubric[label]) == TIER_POINTS[tier], (label, tier, rubric[label])

@@ -1,25 +1,44 @@
-"""The machinery every checker shares: run the student's function safely, compare, diagnose, report.
+"""The machinery every checker shares: run the student's function safely, compare,
+diagnose, report.
 
-A checker describes itself with a `_Check` (the reference, the inputs, the known-wrong variants, extra checks)
-and hands it to `_run_check`, which returns a `CheckResult`.
+A checker describes itself with a `_Check` (the reference, the inputs, the known-wrong
+variants, extra checks) and hands it to `_run_check`, which returns a `CheckResult`.
+`_run_check` calls the student's function only through a `_Guarded` wrapper, so every
+checker gets the same protections: a per-call time limit, `sys.exit()` caught, a
+function that runs dpolib's own reference code failed, and an answer of the wrong type
+named.
 """
 
 from __future__ import annotations
 
+import signal
+import sys
+import threading
+import time
+import types
 import warnings
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import torch
 
-# float32 arithmetic in the student's code differs from the reference in the last digits only.
+# float32 arithmetic in the student's code differs from the reference in the last digits
+# only.
 _RTOL, _ATOL = 1e-4, 1e-6
-_SEED = 20230529  # fixed: every student sees the same "random" inputs, so feedback is repeatable
+# fixed: every student sees the same "random" inputs, so feedback is repeatable
+_SEED = 20230529
+# Seconds one call of the student's function may take. The inputs are tiny (the
+# reference needs milliseconds), so
+# only a loop that never ends, or work far beyond what the exercise needs, gets near it.
+_TIME_LIMIT = 10.0
 
 
 @dataclass
 class CheckResult:
-    """The verdict of one checker: `passed`, the feedback lines, and a short code for the diagnosed mistake."""
+    """The verdict of one checker: `passed`, the feedback lines, and a short code for
+    the diagnosed mistake.
+    """
 
     name: str
     passed: bool
@@ -28,6 +47,10 @@ class CheckResult:
         None  # e.g. "wrong_sign", "beta_policy_only"; None when passed or not diagnosed
     )
     printed: bool = field(default=False, repr=False, compare=False)
+    # "module.qualname" of each dpolib function the checker's reference runs: what the
+    # student may not call
+    # (and what the student edition must not show before the exercise).
+    references: tuple[str, ...] = field(default=(), repr=False, compare=False)
 
     def __bool__(self) -> bool:
         return self.passed
@@ -37,7 +60,8 @@ class CheckResult:
         return "\n".join([head] + [f"  - {line}" for line in self.feedback])
 
     def _ipython_display_(self) -> None:
-        # The checker already printed the report; showing it again as the cell's value is noise.
+        # The checker already printed the report; showing it again as the cell's value
+        # is noise.
         if not self.printed:
             print(self)
 
@@ -68,7 +92,9 @@ class _Outcome:
 
 @dataclass
 class _Check:
-    """What one checker compares the student's function with, and how it explains a difference."""
+    """What one checker compares the student's function with, and how it explains a
+    difference.
+    """
 
     name: str  # the checker's name, e.g. "check_dpo_loss"
     names: Sequence[str]  # the function's argument names, for the feedback
@@ -88,10 +114,19 @@ class _Check:
         None  # turns a wrong shape into the right one
     )
     reduce_note: str = ""  # says what reduce_wrong_shape fixed
+    # dpolib functions or modules the student's function may call although the reference
+    # runs them too (a
+    # checker that hands the student a model lists dpolib.model here; model, tokenizer,
+    # errors and runtime
+    # always are allowed).
+    allowed: Sequence[Any] = ()
+    time_limit: float | None = None  # seconds per call; None: _TIME_LIMIT
 
 
 def _generator(offset: int) -> torch.Generator:
-    """The seeded generator of one checker's random inputs; each checker has its own offset."""
+    """The seeded generator of one checker's random inputs; each checker has its own
+    offset.
+    """
     return torch.Generator().manual_seed(_SEED + offset)
 
 
@@ -101,7 +136,9 @@ def _rand_logps(gen: torch.Generator, n: int) -> torch.Tensor:
 
 
 def _codes(mistakes: list[_Mistake], *extra: str) -> tuple[str, ...]:
-    """The distinct mistake codes of a checker, in the order it tries them, then those of its post-checks."""
+    """The distinct mistake codes of a checker, in the order it tries them, then those
+    of its post-checks.
+    """
     return tuple(dict.fromkeys([m.code for m in mistakes] + list(extra)))
 
 
@@ -164,22 +201,260 @@ def _as_tensor(out: Any) -> torch.Tensor | None:
         return None
 
 
+# --------------------------------------------------------------------------------------
+# Calling the student's function under guard
+# --------------------------------------------------------------------------------------
+_DPOLIB = Path(__file__).resolve().parents[2]  # the dpolib package folder
+# dpolib code a student's function may always run: the network, the tokenizer, messages,
+# devices, the machinery.
+_SHARED = {
+    _DPOLIB / "model.py",
+    _DPOLIB / "tokenizer.py",
+    _DPOLIB / "errors.py",
+    _DPOLIB / "runtime.py",
+    Path(__file__).resolve(),
+}
+_TORCH = str(Path(torch.__file__).resolve().parent)
+
+
+class _Verdict(BaseException):
+    """Fails the whole check from wherever the student's function was called (a cheat,
+    a time-out, an exit).
+
+    A BaseException, so that neither the student's `except Exception` nor a
+    checker's own handler stops it.
+    """
+
+    def __init__(self, lines: list[str], mistake: str) -> None:
+        super().__init__(lines[0])
+        self.lines, self.mistake = lines, mistake
+
+
+class _TimeUp(BaseException):
+    """Raised inside the student's function when its call runs past the time limit."""
+
+
+def _qualified(code: types.CodeType) -> str:
+    path = Path(code.co_filename).resolve()
+    module = ".".join(path.relative_to(_DPOLIB.parent).with_suffix("").parts)
+    qualname = getattr(code, "co_qualname", code.co_name)  # co_qualname: Python 3.11+
+    return f"{module.removesuffix('.__init__')}.{qualname}"
+
+
+def _allowed_files_and_codes(allowed: Sequence[Any]) -> tuple[set[Path], set[Any]]:
+    files, codes = set(_SHARED), set()
+    for obj in allowed:
+        if isinstance(obj, types.ModuleType) and getattr(obj, "__file__", None):
+            files.add(Path(obj.__file__).resolve())
+        else:
+            code = getattr(getattr(obj, "__func__", obj), "__code__", None)
+            if code is not None:
+                codes.add(code)
+    return files, codes
+
+
+def _reference_code(check: _Check) -> tuple[dict[Any, str], type | None]:
+    """The dpolib code objects the reference runs on the first case (name for each),
+    and the type it returns.
+    """
+    files, codes = _allowed_files_and_codes(check.allowed)
+    seen: dict[Any, str] = {}
+    skipped: set[Any] = set()
+
+    def record(frame: types.FrameType, event: str, arg: Any) -> None:
+        code = frame.f_code
+        if code in seen or code in skipped:
+            return None
+        path = Path(code.co_filename)
+        caller = frame.f_back
+        while caller is not None and caller.f_code not in codes:
+            caller = caller.f_back
+        if caller is not None:  # run by an allowed function: allowed too
+            return None
+        if (
+            code not in codes
+            and path.suffix == ".py"
+            and _DPOLIB in path.resolve().parents
+            and path.resolve() not in files
+        ):
+            seen[code] = _qualified(code)
+        else:
+            skipped.add(code)
+        return None
+
+    previous = sys.gettrace()
+    sys.settrace(record)
+    try:
+        with torch.no_grad():
+            out = check.reference(*_clone(check.cases[0].args))
+    finally:
+        sys.settrace(previous)
+    return seen, type(out)
+
+
+class _Guarded:
+    """The student's function, called with a time limit, with `sys.exit()` caught, and
+    watched for dpolib's reference code: what any checker calls instead of the
+    function itself, so that all get the same rules.
+    """
+
+    def __init__(
+        self,
+        fn: Callable,
+        forbidden: dict[Any, str],
+        time_limit: float,
+        expects: type | None = None,
+    ) -> None:
+        self.fn, self.forbidden, self.time_limit = fn, forbidden, time_limit
+        # the type of the reference's answer: a torch.Tensor asks for a torch.Tensor
+        self.expects = expects
+        self.called: str | None = (
+            None  # the first reference function the student's code ran
+        )
+        self._deadline = 0.0
+        self._alarm = False
+        self._running = False
+
+    # The trace function: sees every Python call made while the student's function runs.
+    def _trace(self, frame: types.FrameType, event: str, arg: Any) -> Any:
+        if not self._running:
+            return None
+        name = self.forbidden.get(frame.f_code)
+        if name is not None and self.called is None:
+            self.called = name
+        if time.monotonic() > self._deadline:
+            raise _TimeUp
+        if self._alarm or frame.f_code.co_filename.startswith(_TORCH):
+            return (
+                None  # with SIGALRM no per-line tracing is needed until the time is up
+            )
+        return self._line
+
+    def _line(self, frame: types.FrameType, event: str, arg: Any) -> Any:
+        # Without SIGALRM (another thread, Windows) a loop in Python code is stopped
+        # between two lines. In
+        # the main thread the alarm repeats and re-arms this on every frame, so a bare
+        # `except:` cannot
+        # swallow the time-out for good: the next line, in the handler itself, raises
+        # again.
+        # (Only on "line": raised on the "exception" event it would be the one a bare
+        # `except:` catches.)
+        if event == "line" and self._running and time.monotonic() > self._deadline:
+            raise _TimeUp
+        return self._line
+
+    def _on_alarm(self, signum: int, frame: Any) -> None:
+        if not self._running:
+            return
+        # Trace every line of the student's frames from now on (see _line), then
+        # interrupt.
+        sys.settrace(self._trace)
+        while frame is not None and frame.f_code is not _Guarded.__call__.__code__:
+            frame.f_trace = self._line
+            frame = frame.f_back
+        raise _TimeUp
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if self._running:  # a post-check calling through a helper that guards again
+            return self.fn(*args, **kwargs)
+        self.called = None
+        self._deadline = time.monotonic() + self.time_limit
+        use_alarm = (
+            hasattr(signal, "setitimer")
+            and threading.current_thread() is threading.main_thread()
+            and signal.getitimer(signal.ITIMER_REAL)[0]
+            == 0  # no other timer to disturb
+        )
+        previous_handler = None
+        if use_alarm:
+            previous_handler = signal.signal(signal.SIGALRM, self._on_alarm)
+            # repeats every 0.5 s, in case a bare `except:` in the student's code
+            # swallowed the first one
+            signal.setitimer(signal.ITIMER_REAL, self.time_limit, 0.5)
+        self._alarm = use_alarm
+        previous_trace = sys.gettrace()
+        self._running = True
+        sys.settrace(self._trace)
+        # (the function itself is the first call the trace function sees: dpolib's
+        # reference too)
+        try:
+            out = self.fn(*args, **kwargs)
+        except _TimeUp:
+            raise self._timeout() from None
+        except SystemExit as e:
+            raise _Verdict(
+                [
+                    "Your function called sys.exit() (or exit(), or raised "
+                    f"SystemExit: {e.code!r}). A function "
+                    "must return its answer; in a notebook an exit would stop the "
+                    "kernel. Remove the exit and "
+                    "return the value."
+                ],
+                "exited",
+            ) from None
+        finally:
+            # from here on the trace function and the alarm handler stand down
+            self._running = False
+            sys.settrace(previous_trace)
+            if use_alarm:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+                signal.signal(signal.SIGALRM, previous_handler)
+        if (
+            time.monotonic() > self._deadline
+        ):  # the time-out was swallowed by a bare `except:`
+            raise self._timeout()
+        if self.called is not None:
+            raise _Verdict(
+                [
+                    f"Your function calls dpolib's own `{self.called}`, the reference "
+                    "this checker compares "
+                    "with, so it cannot pass: the exercise is to write the "
+                    "computation yourself, with torch "
+                    "operations on the inputs."
+                ],
+                "calls_reference",
+            )
+        return out
+
+    def _timeout(self) -> _Verdict:
+        return _Verdict(
+            [
+                f"Your function did not return within {self.time_limit:g} s (dpolib's "
+                "reference needs "
+                "milliseconds on these inputs), so the checker stopped it. Look for a "
+                "loop that never ends "
+                "(a `while` whose condition never becomes false) or work far beyond "
+                "what the exercise needs."
+            ],
+            "time_limit",
+        )
+
+
+def _type_name(x: Any) -> str:
+    module = type(x).__module__.split(".")[0]
+    return type(x).__name__ if module == "builtins" else f"{module}.{type(x).__name__}"
+
+
 def _call(
     fn: Callable, case: _Case, names: Sequence[str]
 ) -> tuple[torch.Tensor | None, _Outcome | None]:
-    """Run fn on a copy of the case's inputs; an exception or a non-tensor answer becomes feedback."""
+    """Run fn on a copy of the case's inputs; an exception or an answer of the wrong
+    type becomes feedback.
+    """
     try:
         out = fn(*_clone(case.args))
     except NotImplementedError:
         return None, _Outcome(
             False,
             [
-                "Not implemented yet: replace the `raise NotImplementedError` line with your code, run that cell, "
+                "Not implemented yet: replace the `raise NotImplementedError` line "
+                "with your code, run that cell, "
                 "then run this check again."
             ],
             "not_implemented",
         )
-    except Exception as e:  # the student's code may raise anything; name it instead of crashing the notebook
+    # the student's code may raise anything; name it instead of crashing the notebook
+    except Exception as e:
         return None, _Outcome(
             False,
             [
@@ -194,6 +469,24 @@ def _call(
             ["Your function returned None: is the `return` statement missing?"],
             "returned_none",
         )
+    expects = getattr(fn, "expects", None)
+    if isinstance(expects, type) and issubclass(expects, torch.Tensor):
+        if not isinstance(out, torch.Tensor):
+            # Converting a list or an array here would pass a function whose answer
+            # breaks the next cell.
+            return None, _Outcome(
+                False,
+                [
+                    f"Your function returned a {_type_name(out)}, not a torch.Tensor. "
+                    "Return a tensor computed with torch operations on the input "
+                    "tensors "
+                    "(a list, a NumPy array or a Python number breaks the cells that "
+                    "use your function, and "
+                    "cuts autograd's graph)."
+                ],
+                "not_a_tensor",
+            )
+        return out, None
     t = _as_tensor(out)
     if t is None:
         return None, _Outcome(
@@ -205,8 +498,31 @@ def _call(
 
 
 def _run_check(check: _Check, fn: Any, *, quiet: bool = False) -> CheckResult:
-    """Judge fn, print the report unless quiet, return the verdict."""
-    result = _judge(check, fn)
+    """Judge fn under guard, print the report unless quiet, return the verdict."""
+    forbidden, expects = _reference_code(check)
+    limit = _TIME_LIMIT if check.time_limit is None else check.time_limit
+    try:
+        if not callable(fn):
+            result = CheckResult(
+                check.name,
+                False,
+                [
+                    f"{check.name} expects your function itself, got a "
+                    f"{type(fn).__name__}. "
+                    f"Write {check.name}(my_function), not "
+                    f"{check.name}(my_function(...))."
+                ],
+                "not_callable",
+            )
+        else:
+            result = _judge(check, _Guarded(fn, forbidden, limit, expects))
+    except _Verdict as v:
+        result = CheckResult(check.name, False, v.lines, v.mistake)
+    except _TimeUp:  # a time-out that fired just as the student's function returned
+        result = CheckResult(
+            check.name, False, _Guarded(fn, {}, limit)._timeout().lines, "time_limit"
+        )
+    result.references = tuple(sorted(set(forbidden.values())))
     if not quiet:
         print(result)
         result.printed = True
@@ -214,7 +530,10 @@ def _run_check(check: _Check, fn: Any, *, quiet: bool = False) -> CheckResult:
 
 
 def _judge(check: _Check, fn: Any) -> CheckResult:
-    """Reference first, then the student's answers; when they differ, the first known mistake that explains them."""
+    """The student's answers first, then the reference; when they differ, the first
+    known mistake that explains them. (The reference runs after the student's calls,
+    so its answers are nowhere to be found while the student's code runs.)
+    """
     name = check.name
     if not callable(fn):
         return CheckResult(
@@ -226,14 +545,14 @@ def _judge(check: _Check, fn: Any) -> CheckResult:
             ],
             "not_callable",
         )
-    with torch.no_grad():
-        wants = [check.reference(*_clone(c.args)) for c in check.cases]
     gots = []
     for case in check.cases:
         got, problem = _call(fn, case, check.names)
         if problem is not None:
             return CheckResult(name, False, problem.lines, problem.mistake)
         gots.append(got)
+    with torch.no_grad():
+        wants = [check.reference(*_clone(c.args)) for c in check.cases]
 
     if all(_close(g, w) for g, w in zip(gots, wants)):
         notes: list[str] = []
@@ -243,7 +562,8 @@ def _judge(check: _Check, fn: Any) -> CheckResult:
                 return CheckResult(name, False, outcome.lines, outcome.mistake)
             notes += outcome.lines
         lines = [
-            f"Matches dpolib's reference on {len(check.cases)} inputs (fixed and random). Well done."
+            f"Matches dpolib's reference on {len(check.cases)} inputs (fixed and "
+            "random). Well done."
         ] + notes
         return CheckResult(name, True, lines, None)
     return _explain(check, gots, wants)
@@ -252,7 +572,9 @@ def _judge(check: _Check, fn: Any) -> CheckResult:
 def _explain(
     check: _Check, gots: list[torch.Tensor], wants: list[torch.Tensor]
 ) -> CheckResult:
-    """The verdict on answers that differ from the reference: the diagnosis, then the first differing example."""
+    """The verdict on answers that differ from the reference: the diagnosis, then the
+    first differing example.
+    """
     i = next(k for k, (g, w) in enumerate(zip(gots, wants)) if not _close(g, w))
     case, got, want = check.cases[i], gots[i], wants[i]
     example = []
@@ -272,7 +594,8 @@ def _explain(
 
     if any(g.shape != w.shape for g, w in zip(gots, wants)):
         lines = [
-            f"Wrong shape: the answer should be {check.expected_shape}; yours has shape {tuple(got.shape)}."
+            f"Wrong shape: the answer should be {check.expected_shape}; yours has "
+            f"shape {tuple(got.shape)}."
         ]
         return CheckResult(
             check.name,
@@ -283,13 +606,16 @@ def _explain(
 
     if not all(_finite(g) for g in gots):
         lines = [
-            "Your function returns nan or inf where the right answer is an ordinary number: "
-            "look for a log of 0 or of a negative number, a division by 0, or exp of a large number."
+            "Your function returns nan or inf where the right answer is an ordinary "
+            "number: "
+            "look for a log of 0 or of a negative number, a division by 0, or exp of "
+            "a large number."
         ]
         return CheckResult(check.name, False, lines + example, "not_finite")
 
     lines = [
-        "Your numbers differ from the reference, and not in one of the common ways this checker knows."
+        "Your numbers differ from the reference, and not in one of the common ways "
+        "this checker knows."
     ]
     if check.hints is not None:
         lines += check.hints(gots, wants)
@@ -299,7 +625,9 @@ def _explain(
 def _after_reshape(
     check: _Check, gots: list[torch.Tensor], wants: list[torch.Tensor]
 ) -> list[str]:
-    """For answers of the wrong shape: what remains wrong once reduce_wrong_shape has fixed the shape."""
+    """For answers of the wrong shape: what remains wrong once reduce_wrong_shape has
+    fixed the shape.
+    """
     if check.reduce_wrong_shape is None:
         return []
     try:
@@ -317,7 +645,7 @@ def _after_reshape(
 def _diagnose(
     gots: list[torch.Tensor], cases: list[_Case], mistakes: list[_Mistake]
 ) -> _Mistake | None:
-    """The first known-wrong variant that reproduces the student's answers on every case."""
+    """The first known-wrong variant that matches the student's answers on all cases."""
     for m in mistakes:
         try:
             with torch.no_grad():
@@ -332,7 +660,9 @@ def _diagnose(
 def _grad_check(
     reference: Callable, case: _Case, grad_idx: Sequence[int], names: Sequence[str]
 ) -> Callable[[Callable], _Outcome]:
-    """A post-check: the answer must carry gradients to the inputs in grad_idx, and the right ones."""
+    """A post-check: the answer must carry gradients to the inputs in grad_idx, and the
+    right ones.
+    """
 
     def check(fn: Callable) -> _Outcome:
         args = _clone(case.args, grad_idx)
@@ -346,8 +676,10 @@ def _grad_check(
             return _Outcome(
                 False,
                 [
-                    f"Your function raised {type(e).__name__} when its inputs require gradients: {e}",
-                    "Do not modify the input tensors in place (`x -= y`, `x[...] = ...`); compute new tensors instead.",
+                    f"Your function raised {type(e).__name__} when its inputs require "
+                    f"gradients: {e}",
+                    "Do not modify the input tensors in place (`x -= y`, `x[...] = "
+                    "...`); compute new tensors instead.",
                 ],
                 "exception",
             )
@@ -355,10 +687,14 @@ def _grad_check(
             return _Outcome(
                 False,
                 [
-                    "Not differentiable: the values are right, but no gradient can flow back to "
-                    f"{names[grad_idx[0]]}. Something cut the autograd graph: .item(), float(...), .detach(), "
-                    ".numpy(), math.log / np.log, or a new torch.tensor(...) built from a result. Keep to torch "
-                    "operations on the input tensors all the way to the answer, so that .backward() reaches the policy.",
+                    "Not differentiable: the values are right, but no gradient can "
+                    "flow back to "
+                    f"{names[grad_idx[0]]}. Something cut the autograd graph: "
+                    ".item(), float(...), .detach(), "
+                    ".numpy(), math.log / np.log, or a new torch.tensor(...) built "
+                    "from a result. Keep to torch "
+                    "operations on the input tensors all the way to the answer, so "
+                    "that .backward() reaches the policy.",
                 ],
                 "no_grad",
             )
@@ -373,9 +709,11 @@ def _grad_check(
                 return _Outcome(
                     False,
                     [
-                        f"The values are right, but the gradient with respect to {names[i]} is "
+                        "The values are right, but the gradient with respect to "
+                        f"{names[i]} is "
                         + ("missing" if g is None else "wrong")
-                        + ": is part of the computation detached (.detach(), .data, torch.no_grad())?",
+                        + ": is part of the computation detached (.detach(), .data, "
+                        "torch.no_grad())?",
                     ],
                     "partial_grad",
                 )

@@ -1,7 +1,9 @@
-"""The checker for the closed-form optimum of KL-regularised reward maximisation on a bandit.
+"""The checker for the closed-form optimum of KL-regularised reward maximisation on a
+bandit.
 
-pi*(y) = pi_ref(y) exp(r(y) / beta) / Z. Besides the usual variants it checks a tiny beta, where the
-direct formula overflows and only a log-space computation gives the right answer.
+pi*(y) = pi_ref(y) exp(r(y) / beta) / Z. Besides the usual variants it checks a tiny
+beta, where the direct formula overflows and only a log-space computation gives the
+right answer.
 """
 
 from __future__ import annotations
@@ -36,35 +38,41 @@ def _normalise(x: torch.Tensor) -> torch.Tensor:
 _BANDIT_MISTAKES = [
     _Mistake(
         "beta_multiplies",
-        "beta multiplies the reward; it must DIVIDE it: pi_ref * exp(r / beta) / Z. (With your version a larger "
+        "beta multiplies the reward; it must DIVIDE it: pi_ref * exp(r / beta) / Z. "
+        "(With your version a larger "
         "beta moves the policy further from the reference; it should keep it closer.)",
         lambda p, r, b: _normalise(p * torch.exp(r * b)),
     ),
     _Mistake(
         "not_normalised",
-        "Not normalised: your probabilities do not sum to 1. Divide by Z = sum_y pi_ref(y) exp(r(y)/beta).",
+        "Not normalised: your probabilities do not sum to 1. Divide by Z = sum_y "
+        "pi_ref(y) exp(r(y)/beta).",
         lambda p, r, b: p * torch.exp(r / b),
     ),
     _Mistake(
         "pi_ref_ignored",
-        "pi_ref is ignored: you return softmax(r / beta). The optimum REWEIGHTS the reference: "
+        "pi_ref is ignored: you return softmax(r / beta). The optimum REWEIGHTS the "
+        "reference: "
         "pi_ref * exp(r / beta) / Z.",
         lambda p, r, b: torch.softmax(r / b, -1),
     ),
     _Mistake(
         "wrong_sign",
-        "Sign flipped: exp(-r / beta) moves probability towards the LOW-reward responses. Use exp(+r / beta).",
+        "Sign flipped: exp(-r / beta) moves probability towards the LOW-reward "
+        "responses. Use exp(+r / beta).",
         lambda p, r, b: _normalise(p * torch.exp(-r / b)),
     ),
     _Mistake(
         "wrong_normaliser",
-        "Wrong normaliser: you divide by sum_y exp(r(y)/beta), so the result does not sum to 1. Z must be weighted "
+        "Wrong normaliser: you divide by sum_y exp(r(y)/beta), so the result does not "
+        "sum to 1. Z must be weighted "
         "by the reference: Z = sum_y pi_ref(y) exp(r(y)/beta).",
         lambda p, r, b: p * torch.exp(r / b) / torch.exp(r / b).sum(),
     ),
     _Mistake(
         "log_space_pi_ref",
-        "In log space you add pi_ref itself; add its LOG: softmax(log(pi_ref) + r / beta).",
+        "In log space you add pi_ref itself; add its LOG: softmax(log(pi_ref) + r / "
+        "beta).",
         lambda p, r, b: torch.softmax(p + r / b, -1),
     ),
 ]
@@ -94,17 +102,22 @@ def _bandit_overflow(fn: Callable) -> _Outcome:
         return _Outcome(
             False,
             [
-                "Overflow for small beta: with beta = 0.001 and rewards up to 3, exp(r / beta) = exp(3000) is inf, and "
-                "inf / inf is nan. Work in log space: log pi_ref + r / beta, then torch.softmax (or subtract "
-                "torch.logsumexp before exp). The answer here is almost all mass on the best response.",
-                f"Input: {_fmt_args(_BANDIT_NAMES, case.args)}: expected {_fmt(want)}, got {_fmt(got)}.",
+                "Overflow for small beta: with beta = 0.001 and rewards up to 3, "
+                "exp(r / beta) = exp(3000) is inf, and "
+                "inf / inf is nan. Work in log space: log pi_ref + r / beta, then "
+                "torch.softmax (or subtract "
+                "torch.logsumexp before exp). The answer here is almost all mass on "
+                "the best response.",
+                f"Input: {_fmt_args(_BANDIT_NAMES, case.args)}: expected "
+                f"{_fmt(want)}, got {_fmt(got)}.",
             ],
             "overflow",
         )
     return _Outcome(
         False,
         [
-            f"Your function is right for moderate beta but wrong for beta = 0.001: expected {_fmt(want)}, got {_fmt(got)}. "
+            "Your function is right for moderate beta but wrong for beta = 0.001: "
+            f"expected {_fmt(want)}, got {_fmt(got)}. "
             "As beta -> 0 all the probability goes to the highest-reward response.",
         ],
         "small_beta",
@@ -136,7 +149,7 @@ def _bandit_cases(gen: torch.Generator) -> list[_Case]:
 
 
 def check_bandit_optimum(fn: Callable, *, quiet: bool = False) -> CheckResult:
-    """Check fn(pi_ref (K,), rewards (K,), beta) = pi_ref * exp(rewards / beta) / Z, also for tiny beta (no overflow)."""
+    """Check fn(pi_ref, rewards, beta) = pi_ref * exp(rewards / beta) / Z."""
     check = _Check(
         "check_bandit_optimum",
         names=_BANDIT_NAMES,
@@ -146,7 +159,8 @@ def check_bandit_optimum(fn: Callable, *, quiet: bool = False) -> CheckResult:
         expected_shape="one probability per response, the shape of pi_ref (K,)",
         post_checks=[_bandit_overflow],
         hints=lambda g, w: [
-            "pi*(y) = pi_ref(y) exp(r(y) / beta) / Z with Z = sum_y pi_ref(y) exp(r(y) / beta); "
+            "pi*(y) = pi_ref(y) exp(r(y) / beta) / Z with Z = sum_y pi_ref(y) "
+            "exp(r(y) / beta); "
             "the result must be positive and sum to 1."
         ],
     )

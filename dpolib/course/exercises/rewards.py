@@ -1,8 +1,10 @@
-"""Checkers for the implicit reward and for the weight it gives each pair in DPO's gradient.
+"""Checkers for the implicit reward and for the weight it gives each pair in DPO's
+gradient.
 
-The implicit reward r_hat = beta * (log pi - log pi_ref) is one number per sequence; the gradient weight
-sigma(r_hat(y_l) - r_hat(y_w)) is one number per pair. These checkers compare values and shapes only; unlike the
-loss and log-prob checkers they have no gradient check.
+The implicit reward r_hat = beta * (log pi - log pi_ref) is one number per sequence; the
+gradient weight sigma(r_hat(y_l) - r_hat(y_w)) is one number per pair. These checkers
+compare values and shapes only; unlike the loss and log-prob checkers they have no
+gradient check.
 """
 
 from __future__ import annotations
@@ -23,38 +25,45 @@ from ._core import (
     _run_check,
 )
 
-# ---------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------
 # Implicit reward
-# ---------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------
 _REWARD_NAMES = ("policy_logps", "reference_logps", "beta")
 
 _REWARD_MISTAKES = [
     _Mistake(
         "no_beta",
-        "beta is missing: the implicit reward is beta * (log pi - log pi_ref), not the bare log-ratio.",
+        "beta is missing: the implicit reward is beta * (log pi - log pi_ref), not "
+        "the bare log-ratio.",
         lambda p, r, b: p - r,
     ),
     _Mistake(
         "wrong_sign",
-        "Sign flipped: you compute beta * (log pi_ref - log pi). The reward is positive when the POLICY gives "
-        "the completion more probability than the reference: beta * (policy_logps - reference_logps).",
+        "Sign flipped: you compute beta * (log pi_ref - log pi). The reward is "
+        "positive when the POLICY gives "
+        "the completion more probability than the reference: beta * (policy_logps - "
+        "reference_logps).",
         lambda p, r, b: b * (r - p),
     ),
     _Mistake(
         "ratio",
-        "Ratio instead of difference: you divide the log-probs. A log-ratio is a DIFFERENCE of logs, "
-        "log(pi / pi_ref) = log pi - log pi_ref: use beta * (policy_logps - reference_logps).",
+        "Ratio instead of difference: you divide the log-probs. A log-ratio is a "
+        "DIFFERENCE of logs, "
+        "log(pi / pi_ref) = log pi - log pi_ref: use beta * (policy_logps - "
+        "reference_logps).",
         lambda p, r, b: b * p / r,
     ),
     _Mistake(
         "ratio",
-        "Ratio instead of difference: you divide the log-probs (and beta is missing too). A log-ratio is a "
+        "Ratio instead of difference: you divide the log-probs (and beta is missing "
+        "too). A log-ratio is a "
         "DIFFERENCE of logs: beta * (policy_logps - reference_logps).",
         lambda p, r, b: p / r,
     ),
     _Mistake(
         "ratio",
-        "You use the probability ratio pi / pi_ref = exp(log pi - log pi_ref); the implicit reward uses its LOG: "
+        "You use the probability ratio pi / pi_ref = exp(log pi - log pi_ref); the "
+        "implicit reward uses its LOG: "
         "beta * (policy_logps - reference_logps), no exp.",
         lambda p, r, b: b * torch.exp(p - r),
     ),
@@ -65,13 +74,15 @@ _REWARD_MISTAKES = [
     ),
     _Mistake(
         "wrong_shape",
-        "Wrong shape: you return one number for the whole batch (a mean). The implicit reward is one number "
+        "Wrong shape: you return one number for the whole batch (a mean). The "
+        "implicit reward is one number "
         "PER SEQUENCE: keep the shape of the inputs, (B,), with no .mean() or .sum().",
         lambda p, r, b: (b * (p - r)).mean(),
     ),
     _Mistake(
         "wrong_shape",
-        "Wrong shape: you return one number for the whole batch (a sum). The implicit reward is one number "
+        "Wrong shape: you return one number for the whole batch (a sum). The implicit "
+        "reward is one number "
         "PER SEQUENCE: keep the shape of the inputs, (B,), with no .mean() or .sum().",
         lambda p, r, b: (b * (p - r)).sum(),
     ),
@@ -111,7 +122,7 @@ def _reward_cases(gen: torch.Generator) -> list[_Case]:
 
 
 def check_implicit_reward(fn: Callable, *, quiet: bool = False) -> CheckResult:
-    """Check fn(policy_logps, reference_logps, beta) = beta * (policy_logps - reference_logps), shape (B,)."""
+    """Check fn(policy_logps, reference_logps, beta) = beta * (policy - ref)."""
     check = _Check(
         "check_implicit_reward",
         names=_REWARD_NAMES,
@@ -123,48 +134,56 @@ def check_implicit_reward(fn: Callable, *, quiet: bool = False) -> CheckResult:
     return _run_check(check, fn, quiet=quiet)
 
 
-# ---------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------
 # DPO gradient weight
-# ---------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------
 _WEIGHT_NAMES = ("chosen_rewards", "rejected_rewards")
 
 _WEIGHT_MISTAKES = [
     _Mistake(
         "wrong_sign",
-        "Sign flipped: you compute sigma(r_w - r_l). The weight must be LARGE when the implicit reward orders the "
+        "Sign flipped: you compute sigma(r_w - r_l). The weight must be LARGE when "
+        "the implicit reward orders the "
         "pair WRONGLY (rejected above chosen): sigma(r_hat(y_l) - r_hat(y_w)) = "
         "sigmoid(rejected_rewards - chosen_rewards).",
-        lambda w, l: torch.sigmoid(w - l),
+        lambda w, lo: torch.sigmoid(w - lo),
     ),
     _Mistake(
         "no_sigmoid",
-        "The sigmoid is missing: you return the reward difference itself. The weight is "
-        "sigma(r_l - r_w), a number between 0 and 1: torch.sigmoid(rejected_rewards - chosen_rewards).",
-        lambda w, l: l - w,
+        "The sigmoid is missing: you return the reward difference itself. The weight "
+        "is "
+        "sigma(r_l - r_w), a number between 0 and 1: torch.sigmoid(rejected_rewards - "
+        "chosen_rewards).",
+        lambda w, lo: lo - w,
     ),
     _Mistake(
         "no_sigmoid",
-        "The sigmoid is missing (and the sign is flipped): you return r_w - r_l. The weight is "
-        "sigma(r_l - r_w), a number between 0 and 1: torch.sigmoid(rejected_rewards - chosen_rewards).",
-        lambda w, l: w - l,
+        "The sigmoid is missing (and the sign is flipped): you return r_w - r_l. The "
+        "weight is "
+        "sigma(r_l - r_w), a number between 0 and 1: torch.sigmoid(rejected_rewards - "
+        "chosen_rewards).",
+        lambda w, lo: w - lo,
     ),
     _Mistake(
         "log_sigmoid",
-        "You take log sigma(...); the weight is sigma(...) itself, a number between 0 and 1. (log sigma is in the "
+        "You take log sigma(...); the weight is sigma(...) itself, a number between 0 "
+        "and 1. (log sigma is in the "
         "loss; its derivative gives the weight.)",
-        lambda w, l: F.logsigmoid(l - w),
+        lambda w, lo: F.logsigmoid(lo - w),
     ),
     _Mistake(
         "sigmoid_difference",
-        "You subtract two sigmoids, sigma(r_l) - sigma(r_w). The weight is the sigmoid OF the difference: "
+        "You subtract two sigmoids, sigma(r_l) - sigma(r_w). The weight is the "
+        "sigmoid OF the difference: "
         "sigma(r_l - r_w).",
-        lambda w, l: torch.sigmoid(l) - torch.sigmoid(w),
+        lambda w, lo: torch.sigmoid(lo) - torch.sigmoid(w),
     ),
     _Mistake(
         "wrong_shape",
-        "Wrong shape: you return one number for the batch (a mean). The weight is one number PER PAIR: keep the "
+        "Wrong shape: you return one number for the batch (a mean). The weight is one "
+        "number PER PAIR: keep the "
         "shape (B,), no .mean().",
-        lambda w, l: torch.sigmoid(l - w).mean(),
+        lambda w, lo: torch.sigmoid(lo - w).mean(),
     ),
 ]
 
@@ -188,7 +207,7 @@ def _weight_cases(gen: torch.Generator) -> list[_Case]:
 
 
 def check_gradient_weight(fn: Callable, *, quiet: bool = False) -> CheckResult:
-    """Check fn(chosen_rewards, rejected_rewards) = sigma(r_hat(y_l) - r_hat(y_w)), one weight per pair (B,)."""
+    """Check fn(chosen_rewards, rejected_rewards) = sigma(r_l - r_w) per pair."""
     check = _Check(
         "check_gradient_weight",
         names=_WEIGHT_NAMES,
@@ -197,7 +216,8 @@ def check_gradient_weight(fn: Callable, *, quiet: bool = False) -> CheckResult:
         mistakes=_WEIGHT_MISTAKES,
         expected_shape="one weight per pair, shape (B,)",
         hints=lambda g, w: [
-            "The weight is sigma(r_l - r_w): 0.5 when the two rewards are equal, near 1 when the "
+            "The weight is sigma(r_l - r_w): 0.5 when the two rewards are equal, near "
+            "1 when the "
             "rejected completion has the higher reward."
         ],
     )
