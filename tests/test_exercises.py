@@ -40,12 +40,23 @@ from dpolib.course.exercises.losses import (
     _ipo_reference,
     _pair_cases,
 )
+from dpolib.course.exercises.practice import (
+    _RPO_MISTAKES,
+    _SIMPO_MISTAKES,
+    _rpo_cases,
+    _rpo_reference,
+    _simpo_cases,
+    _simpo_reference,
+)
 from dpolib.course.exercises.rewards import (
     _REWARD_MISTAKES,
     _WEIGHT_MISTAKES,
     _reward_cases,
     _weight_cases,
 )
+from dpolib.course.exercises.trl import _MISTAKES as _TRL_MISTAKES
+from dpolib.course.exercises.trl import _cases as _trl_cases
+from dpolib.course.exercises.trl import _trl_ipo_reference
 from dpolib.logprobs import sequence_logprobs
 from dpolib.losses import compute_implicit_reward, dpo_gradient_weight
 
@@ -524,6 +535,9 @@ MISTAKE_TABLES = {
     ),
     "check_gradient_weight": (_WEIGHT_MISTAKES, _weight_cases, dpo_gradient_weight, 4),
     "check_bandit_optimum": (_BANDIT_MISTAKES, _bandit_cases, optimal_policy, 5),
+    "check_trl_ipo_loss": (_TRL_MISTAKES, _trl_cases, _trl_ipo_reference, 40),
+    "check_simpo_loss": (_SIMPO_MISTAKES, _simpo_cases, _simpo_reference, 11),
+    "check_rpo_loss": (_RPO_MISTAKES, _rpo_cases, _rpo_reference, 12),
 }
 
 
@@ -629,6 +643,26 @@ CHEATS = {
         (lambda lg, t, m: sequence_logprobs(lg, t, m), "sequence_logprobs")
     ],
     "check_bandit_optimum": [(optimal_policy, "optimal_policy")],
+    "check_trl_ipo_loss": [(_trl_ipo_reference, "_trl_ipo_reference")],
+    "check_simpo_loss": [
+        (
+            lambda pc, pr, lc, lr, b, g: (
+                dpolib.losses.practice_loss(
+                    pc,
+                    pr,
+                    None,
+                    None,
+                    b,
+                    "simpo",
+                    chosen_lengths=lc,
+                    rejected_lengths=lr,
+                    simpo_gamma=g,
+                ).loss
+            ),
+            "practice_loss",
+        )
+    ],
+    "check_rpo_loss": [(_rpo_reference, "_rpo_reference")],
 }
 
 

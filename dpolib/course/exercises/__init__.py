@@ -28,12 +28,14 @@ from ._core import CheckResult, _codes
 from .bandit import _BANDIT_MISTAKES, check_bandit_optimum
 from .logprobs import _SEQ_MISTAKES, check_sequence_logprobs
 from .losses import _DPO_MISTAKES, _IPO_MISTAKES, check_dpo_loss, check_ipo_loss
+from .practice import _RPO_MISTAKES, _SIMPO_MISTAKES, check_rpo_loss, check_simpo_loss
 from .rewards import (
     _REWARD_MISTAKES,
     _WEIGHT_MISTAKES,
     check_gradient_weight,
     check_implicit_reward,
 )
+from .trl import TRL_MISTAKE_CODES, check_trl_ipo_loss
 
 __all__ = [
     "CheckResult",
@@ -45,7 +47,10 @@ __all__ = [
     "check_gradient_weight",
     "check_implicit_reward",
     "check_ipo_loss",
+    "check_rpo_loss",
     "check_sequence_logprobs",
+    "check_simpo_loss",
+    "check_trl_ipo_loss",
 ]
 
 # The mistakes each checker can name (CheckResult.mistake), besides the GENERIC_MISTAKES
@@ -57,6 +62,9 @@ MISTAKE_CODES: dict[str, tuple[str, ...]] = {
     "check_gradient_weight": _codes(_WEIGHT_MISTAKES),
     "check_bandit_optimum": _codes(_BANDIT_MISTAKES, "overflow", "small_beta"),
     "check_ipo_loss": _codes(_IPO_MISTAKES, "no_grad", "partial_grad"),
+    "check_trl_ipo_loss": TRL_MISTAKE_CODES,
+    "check_rpo_loss": _codes(_RPO_MISTAKES, "no_grad", "partial_grad"),
+    "check_simpo_loss": _codes(_SIMPO_MISTAKES, "no_grad", "partial_grad"),
 }
 GENERIC_MISTAKES = (
     "not_callable",
@@ -79,4 +87,7 @@ CHECKERS: dict[str, Callable[..., CheckResult]] = {
     "check_gradient_weight": check_gradient_weight,
     "check_bandit_optimum": check_bandit_optimum,
     "check_ipo_loss": check_ipo_loss,
+    "check_trl_ipo_loss": check_trl_ipo_loss,
+    "check_rpo_loss": check_rpo_loss,
+    "check_simpo_loss": check_simpo_loss,
 }

@@ -145,8 +145,7 @@ def _hints(gots: list[torch.Tensor], wants: list[torch.Tensor]) -> list[str]:
 
 
 def check_trl_ipo_loss(fn: Callable, *, quiet: bool = False) -> CheckResult:
-    """Check fn(pc, pr, rc, rr, n_w, n_l, beta) = mean (d - 1/(2 beta))^2 with
-    d = (pc - rc)/n_w - (pr - rr)/n_l, a differentiable scalar (TRL's "ipo")."""
+    """Check fn(pc, pr, rc, rr, n_w, n_l, beta): TRL's per-token IPO, batch mean."""
     cases = _cases(_generator(40))
     check = _Check(
         "check_trl_ipo_loss",
