@@ -90,7 +90,7 @@ def test_failed_save_keeps_the_old_file(tiny, tok, tmp_path):
 
 def test_model_checkpoint_is_not_a_dpo_checkpoint(tiny, tok, tmp_path):
     path = save_checkpoint(tmp_path / "m.pt", tiny, tok)
-    with pytest.raises(ValueError, match="not one written by run_dpo_episodes"):
+    with pytest.raises(ValueError, match="not one written by train_dpo"):
         load_dpo_checkpoint(path)
 
 
