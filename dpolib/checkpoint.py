@@ -20,8 +20,8 @@ from .tokenizer import CharTokenizer
 
 FORMAT = "dpolib-checkpoint"
 VERSION = 2  # 2 adds "sha256", a checksum of every tensor; version 1 files still load
-KEYS = ("format", "version", "kind", "config", "tokenizer", "model_state")
-KEYS += ("optimizer_state", "step", "extra")
+KEYS: tuple[str, ...] = ("format", "version", "kind", "config", "tokenizer")
+KEYS += ("model_state", "optimizer_state", "step", "extra")
 _TMP_SUFFIX = ".tmp"
 
 
@@ -45,7 +45,7 @@ def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
     A temporary file's name carries its writer's process id, so the files of a writer
     still running (another thread or process) are kept."""
     path = Path(path)
-    removed = []
+    removed: list[Path] = []
     if not path.parent.is_dir():
         return removed
     prefix = _temporary_prefix(path)

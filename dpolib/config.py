@@ -16,7 +16,7 @@ from dataclasses import MISSING, Field, asdict, dataclass, field, fields
 from typing import Any, Callable
 
 from .errors import describe
-from .losses import LOSS_TYPES, check_beta
+from .losses import ABLATIONS, LOSS_TYPES, check_beta
 
 __all__ = [
     "DPOConfig",
@@ -99,7 +99,7 @@ class DPOConfig:
     def __post_init__(self) -> None:
         check_beta(self.beta)
         object.__setattr__(self, "beta", float(self.beta))
-        if self.loss_type not in LOSS_TYPES:
+        if self.loss_type not in LOSS_TYPES + ABLATIONS:
             raise ValueError(
                 f"loss_type must be one of {LOSS_TYPES}, got {describe(self.loss_type)}"
             )

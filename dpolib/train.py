@@ -6,7 +6,6 @@ lives in `dpolib.pretrain` and is re-exported here."""
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import os
@@ -299,6 +298,7 @@ class _Run:
         self.prepared = PreparedPairs.prepare(
             self.pairs, policy, reference, tokenizer, config, anchor
         )
+        self.params = list(policy.parameters())
         self.last_checkpoint: Path | None = None
 
     def minibatches(self) -> list[torch.Tensor]:
@@ -318,21 +318,21 @@ class _Run:
             self._stop(
                 f"the loss became {loss.item()} at {where}; the policy was not updated"
             )
-        before = self._state()
+        # a copy of the weights to fall back on (the optimizer's moments are not copied:
+        # that would make every step a quarter slower)
+        before = [p.detach().clone() for p in self.params]
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
-        if not all(p.isfinite().all() for p in self.policy.parameters()):
-            self.policy.load_state_dict(before[0])
-            self.optimizer.load_state_dict(before[1])
+        if not _all_finite(self.params):
+            with torch.no_grad():
+                for p, w in zip(self.params, before):
+                    p.copy_(w)
             self._stop(
-                f"the optimizer step at {where} made weights non-finite; the "
-                "policy and optimizer were restored to their state before it"
+                f"the optimizer step at {where} made weights non-finite; the policy "
+                "was restored to its state before it (the optimizer's moments were "
+                "not: build a new optimizer, or resume from a checkpoint)"
             )
-
-    def _state(self) -> tuple[dict, dict]:
-        weights = {k: v.clone() for k, v in self.policy.state_dict().items()}
-        return weights, copy.deepcopy(self.optimizer.state_dict())
 
     def _stop(self, what: str) -> None:
         last = (
@@ -482,6 +482,14 @@ class _Run:
                 "optimizer's moments and step count are restored, the lr is the new",
                 stacklevel=4,
             )
+
+
+def _all_finite(tensors: list[torch.Tensor]) -> bool:
+    """Whether every entry is finite: one fused norm, confirmed exactly if it is not
+    finite (a norm overflows for huge but finite weights)."""
+    if torch.nn.utils.get_total_norm(tensors).isfinite():
+        return True
+    return all(bool(t.isfinite().all()) for t in tensors)
 
 
 def _check_writable(folder: Path) -> None:

@@ -152,7 +152,7 @@ def test_step_that_overflows_the_weights_is_undone(toy, tmp_path):
     kw = dict(checkpoint_dir=tmp_path, checkpoint_every=1, progress=False)
     after_one = []
     cb = lambda r: after_one.append([t.clone() for t in policy.parameters()])  # noqa
-    with pytest.raises(NonFiniteLossError, match="restored to their state before") as e:
+    with pytest.raises(NonFiniteLossError, match="restored to its state before") as e:
         run_dpo_episodes(3, pairs, policy, reference, opt, tok, callback=cb, **kw)
     assert "its weights are finite; the last checkpoint is" in str(e.value)
     assert all(torch.equal(a, b) for a, b in zip(after_one[0], policy.parameters()))
