@@ -484,7 +484,7 @@ class _Run:
             )
 
 
-def _all_finite(tensors: list[torch.Tensor]) -> bool:
+def _all_finite(tensors: Sequence[torch.Tensor]) -> bool:
     """Whether every entry is finite: one fused norm, confirmed exactly if it is not
     finite (a norm overflows for huge but finite weights)."""
     if torch.nn.utils.get_total_norm(tensors).isfinite():

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from dpolib.config import DPOConfig, add_arguments, cli, from_arguments
-from dpolib.losses import LOSS_TYPES
+from dpolib.losses import ABLATIONS, LOSS_TYPES
 
 
 def test_defaults_follow_trl_names():
@@ -47,7 +47,7 @@ def test_bad_values_are_refused(kw, error, match):
 
 
 def test_every_loss_type_is_accepted_and_paths_become_text():
-    for t in LOSS_TYPES:
+    for t in LOSS_TYPES + ABLATIONS:  # the ablations too (chapter 3 trains one)
         DPOConfig(loss_type=t)
     cfg = DPOConfig(checkpoint_dir=Path("runs") / "a", checkpoint_every=2)
     assert cfg.checkpoint_dir == "runs/a" and isinstance(

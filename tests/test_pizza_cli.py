@@ -2,6 +2,7 @@ import json
 from dataclasses import asdict, fields
 
 import pytest
+import torch
 
 from dpolib import pizza
 from dpolib.checkpoint import load_dpo_checkpoint
@@ -104,3 +105,10 @@ def test_run_config_checks_itself():
         PizzaRunConfig(retrain=1)
     with pytest.raises(ValueError, match="beta"):
         run(beta=-1.0)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_cuda_without_a_gpu_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as e:
+        pizza.main(["--device", "cuda"])
+    assert e.value.code == 2 and "no such CUDA device" in capsys.readouterr().err
