@@ -163,12 +163,13 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
             )
             continue
         parse = f.metadata.get("parse") or type(default)
+        text = f.metadata["help"]
         parser.add_argument(
             *_flags(f),
             dest=f.name,
             type=_usage_error(f.name, parse, cls),
             default=default,
-            help=f"{f.metadata['help']} (default: {default})",
+            help=text if "default" in text else f"{text} (default: {default})",
         )
 
 

@@ -179,7 +179,8 @@ def dpo_step(
     policy: GPT, prepared: PreparedPairs, idx: torch.Tensor, config: DPOConfig
 ) -> tuple[torch.Tensor, dict]:
     """The loss on pairs `idx` (DPO, plus the anchor's KL if any) and its metrics under
-    TRL's names: loss = -log sigmoid(beta * ((u_w - u_l))), u = log pi - log pi_ref."""
+    TRL's names; for loss_type "sigmoid", -log sigmoid(beta (u_w - u_l)) with
+    u = log pi_theta - log pi_ref, averaged over the pairs."""
     ci, ri = prepared.data.chosen_index[idx], prepared.data.rejected_index[idx]
     # forward only the distinct rows this batch needs, chosen and rejected together
     needed, inverse = torch.unique(torch.cat([ci, ri]), return_inverse=True)

@@ -109,3 +109,9 @@ def test_shipped_food_model_is_small_and_loads_safely():
     assert zipfile.is_zipfile(path)
     raw = read_checkpoint(path)
     assert raw["kind"] == "model" and raw["extra"]["recipe"]["steps"] > 0
+    # the recipe dataclass is the one stored with the shipped model, field for field
+    from dataclasses import asdict
+
+    from dpolib.pizza.food import RECIPE
+
+    assert raw["extra"]["recipe"] == asdict(RECIPE)

@@ -61,7 +61,10 @@ def old_loop(epochs, pairs, policy, reference, opt, tok, beta, batch, gen, ancho
                 policy(rows.input_ids), ref_logits, rows.completion_mask, counts
             )
             loss = out.loss + anchor.weight * kl
-            rec["anchor/kl"], rec["loss/total"] = float(kl), float(loss.detach())
+            rec["anchor/kl"], rec["loss/total"] = (
+                float(kl.detach()),
+                float(loss.detach()),
+            )
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
