@@ -6,17 +6,9 @@ from .checkpoint import (
     load_dpo_checkpoint,
     save_checkpoint,
 )
-from .data import PreferencePair, build_preference_pairs
-from .evaluate import (
-    OTHER,
-    completion_distribution,
-    distribution_table,
-    drift,
-    kl_divergence,
-    sample_report,
-    summarize_samples,
-    total_variation,
-)
+from .config import DPOConfig
+from .data import PreferencePair, build_preference_pairs, validate_pairs
+from .evaluate import OTHER, Evaluator, Snapshot, kl_divergence, total_variation
 from .logprobs import (
     PairBatch,
     SequenceBatch,
@@ -38,25 +30,34 @@ from .losses import (
 )
 from .model import GPT, GPTConfig, Sample
 
-# The toy, re-exported for the chapters (the core modules above never import it).
+# The toy, re-exported for the chapters (the core modules above never import it); the
+# measurements come with the foods and people as defaults, e.g.
+# completion_distribution(model, tok, prompt); dpolib.evaluate has the general forms.
 from .pizza import (  # noqa: E402
     FOODS,
     PEOPLE,
+    completion_distribution,
     count_sentences,
+    distribution_table,
+    drift,
     food_distributions,
     load_food_model,
     make_corpus,
     prompt_for,
+    sample_report,
+    summarize_samples,
     train_food_model,
 )
+from .pretrain import NonFiniteLossError, pretrain
 from .runtime import get_device, seed_everything
 from .tokenizer import BOS, EOS, PAD, CharTokenizer
 from .train import (
     Anchor,
-    NonFiniteLossError,
+    PreparedPairs,
+    dpo_step,
     naive_dpo_epoch,
-    pretrain,
     run_dpo_episodes,
+    train_dpo,
 )
 
 __version__ = "0.1.0"
@@ -66,8 +67,10 @@ __all__ = [
     "BOS",
     "CharTokenizer",
     "Checkpoint",
+    "DPOConfig",
     "DPOOutput",
     "EOS",
+    "Evaluator",
     "FOODS",
     "GPT",
     "GPTConfig",
@@ -78,7 +81,9 @@ __all__ = [
     "PEOPLE",
     "PairBatch",
     "PreferencePair",
+    "PreparedPairs",
     "Sample",
+    "Snapshot",
     "SequenceBatch",
     "batch_logprobs",
     "batch_token_logprobs",
@@ -92,6 +97,7 @@ __all__ = [
     "distribution_table",
     "dpo_gradient_weight",
     "dpo_loss",
+    "dpo_step",
     "drift",
     "food_distributions",
     "get_device",
@@ -112,5 +118,7 @@ __all__ = [
     "sequence_logprobs",
     "summarize_samples",
     "total_variation",
+    "train_dpo",
     "train_food_model",
+    "validate_pairs",
 ]

@@ -1,18 +1,27 @@
-"""Training loops: supervised pretraining of the food model and batched DPO (`run_dpo_episodes`)."""
+"""Batched DPO: `dpo_step` (the loss on one batch of pairs) and `train_dpo` (the loop).
+
+`run_dpo_episodes` is the original text's entry point (an "episode" there is an epoch:
+one pass over every pair), kept as a wrapper that builds a `DPOConfig`. Pretraining
+lives in `dpolib.pretrain` and is re-exported here."""
 
 from __future__ import annotations
 
-import math
+import hashlib
+import json
 import os
-from dataclasses import dataclass
+import tempfile
+import warnings
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 from tqdm.auto import tqdm
 
-from .checkpoint import load_dpo_checkpoint, save_checkpoint
+from .checkpoint import load_dpo_checkpoint, save_checkpoint, tensor_digest
+from .config import DPOConfig, check_finite
 from .data import PreferencePair, validate_pairs
+from .errors import describe
 from .logprobs import (
     PairBatch,
     SequenceBatch,
@@ -22,119 +31,534 @@ from .logprobs import (
 )
 from .losses import check_beta, dpo_loss, token_kl_to_reference
 from .model import GPT
+from .pretrain import NonFiniteLossError, pretrain, progress_disabled, warmup_cosine
 from .tokenizer import CharTokenizer
 
-
-class NonFiniteLossError(FloatingPointError):
-    """Training produced a NaN or infinite loss; the model was not updated with it."""
-
-
-def _progress_disabled(progress: bool | None) -> bool:
-    if (
-        progress is None
-    ):  # follow the environment, so notebooks and tests can silence every bar at once
-        return os.environ.get("TQDM_DISABLE", "") not in ("", "0")
-    return not progress
-
-
-def warmup_cosine(step: int, total: int, warmup: int, floor: float = 0.1) -> float:
-    """Learning-rate multiplier: linear warm-up over `warmup` steps, then cosine decay to `floor`."""
-    if step < warmup:
-        return (step + 1) / warmup
-    t = (step - warmup) / max(1, total - warmup)
-    return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
-
-
-def pretrain(
-    model: GPT,
-    tokenizer: CharTokenizer,
-    sentences: Sequence[tuple[str, int]],
-    steps: int = 600,
-    lr: float = 3e-3,
-    warmup: int = 50,
-    weight_decay: float = 0.01,
-    progress: bool | None = None,
-) -> list[float]:
-    """Next-token cross-entropy on (sentence, count) rows, full batch with AdamW; returns the loss per step.
-
-    Rows are weighted by count, so training on distinct sentences is exactly the full-corpus objective
-    (mean loss per token of the corpus) at a fraction of the cost.
-    """
-    if not sentences:
-        raise ValueError(
-            "no sentences to pretrain on; pass (sentence, count) rows, e.g. count_sentences(make_corpus())"
-        )
-    if steps < 1:
-        raise ValueError(f"steps must be >= 1, got {steps}")
-    texts = [s for s, _ in sentences]
-    counts = torch.tensor([float(c) for _, c in sentences])
-    if (counts <= 0).any():
-        raise ValueError("every sentence count must be > 0")
-    device = model.device
-    batch = build_batch(
-        tokenizer, [""] * len(texts), texts, model.config.block_size, device
-    )
-    # token weights: each row's count on each of its real tokens; normalised to a per-token mean
-    w = counts.to(device)[:, None] * batch.completion_mask
-    w = w / w.sum()
-    opt = torch.optim.AdamW(
-        model.parameters(), lr=lr, weight_decay=weight_decay, betas=(0.9, 0.98)
-    )
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: warmup_cosine(s, steps, warmup)
-    )
-    model.train()
-    losses = []
-    for _ in tqdm(range(steps), desc="pretrain", disable=_progress_disabled(progress)):
-        logits = model(batch.input_ids)
-        nll = torch.nn.functional.cross_entropy(
-            logits.transpose(1, 2), batch.targets, reduction="none"
-        )
-        loss = (nll * w).sum()
-        if not torch.isfinite(loss):
-            raise NonFiniteLossError(
-                f"pretraining loss became {loss.item()}; lower the learning rate (lr={lr})"
-            )
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        losses.append(loss.item())
-    model.eval()
-    return losses
+__all__ = [
+    "Anchor",
+    "NonFiniteLossError",
+    "PreparedPairs",
+    "dpo_step",
+    "naive_dpo_epoch",
+    "pretrain",
+    "run_dpo_episodes",
+    "train_dpo",
+    "warmup_cosine",
+]
 
 
 @dataclass
 class Anchor:
-    """Rows whose next-token distributions the policy must keep close to the reference's:
-    adds weight * KL(pi_ref || pi_theta), teacher-forced over the rows' completion tokens.
+    """Rows whose next-token distributions the policy must keep close to the
+    reference's: adds weight * KL(pi_ref || pi_theta), teacher-forced over the rows'
+    completion tokens.
 
-    DPO's beta only leashes the prompts in the preference data; an anchor on other prompts
-    keeps the rest of the model where it was."""
+    DPO's beta only leashes the prompts in the preference data; an anchor on other
+    prompts keeps the rest of the model where it was."""
 
     prompts: Sequence[str]
     completions: Sequence[str]
     counts: Sequence[float]
     weight: float = 3.0
 
+    def __post_init__(self) -> None:
+        self.check()
+
+    def check(self) -> None:
+        """Raise unless there are as many counts as rows, each finite and > 0, and the
+        weight is a finite number >= 0."""
+        n = len(self.prompts)
+        if n == 0 or len(self.completions) != n or len(self.counts) != n:
+            raise ValueError(
+                f"an Anchor needs one completion and one count per prompt, got "
+                f"{n} prompts, {len(self.completions)} completions and "
+                f"{len(self.counts)} counts"
+            )
+        counts = torch.as_tensor(self.counts, dtype=torch.float64)
+        if counts.shape != (n,) or not (counts.isfinite() & (counts > 0)).all():
+            raise ValueError(
+                "anchor counts must be finite numbers > 0 (how often each row "
+                "occurs), "
+                f"got {describe(counts.tolist())}"
+            )
+        check_finite("anchor weight", self.weight, 0.0)
+
 
 def _check_pair_models(policy: GPT, reference: GPT, tokenizer: CharTokenizer) -> None:
     if policy is reference:
         raise ValueError(
-            "policy and reference_policy are the same object; the reference must be a frozen copy "
-            "(copy.deepcopy(policy) before training)"
+            "policy and reference_policy are the same object; the reference must be a "
+            "frozen copy (copy.deepcopy(policy) before training)"
         )
     if policy.config != reference.config:
         raise ValueError(
-            f"policy and reference have different configs ({policy.config} vs {reference.config}); "
-            "DPO compares log-probs of the same model family: load the reference from the policy's starting checkpoint"
+            f"policy and reference have different configs ({policy.config} vs "
+            f"{reference.config}); DPO compares log-probs of the same model family: "
+            "load the reference from the policy's starting checkpoint"
         )
     if policy.config.vocab_size != tokenizer.vocab_size:
         raise ValueError(
-            f"tokenizer has {tokenizer.vocab_size} tokens but the models have {policy.config.vocab_size}; "
-            "use the tokenizer saved with the model"
+            f"tokenizer has {tokenizer.vocab_size} tokens but the models have "
+            f"{policy.config.vocab_size}; use the tokenizer saved with the model"
         )
+    for name, model in (("policy", policy), ("reference", reference)):
+        if not all(p.isfinite().all() for p in model.parameters()):
+            raise ValueError(
+                f"the {name} has non-finite weights (NaN or inf); reload it from a "
+                "good "
+                "checkpoint before training"
+            )
+
+
+def _check_optimizer(optimizer: torch.optim.Optimizer, policy: GPT, reference: GPT):
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        raise TypeError(
+            f"optimizer must be a torch.optim.Optimizer, got {describe(optimizer)}"
+        )
+    held = {id(p) for g in optimizer.param_groups for p in g["params"]}
+    if held & {id(p) for p in reference.parameters()}:
+        raise ValueError(
+            "the optimizer holds the reference's parameters, so training would move "
+            "the "
+            "reference and never the policy; build it after the copy: "
+            "policy = copy.deepcopy(reference); torch.optim.Adam(policy.parameters())"
+        )
+    if not held & {id(p) for p in policy.parameters()}:
+        raise ValueError(
+            "the optimizer holds none of the policy's parameters; build it on them: "
+            "torch.optim.Adam(policy.parameters(), lr=...)"
+        )
+
+
+@dataclass
+class PreparedPairs:
+    """What never changes during a DPO run: the batched rows of the pairs, the
+    reference's log-probs of them, and the anchor's rows with the reference's logits on
+    them."""
+
+    data: PairBatch
+    ref_logps: torch.Tensor
+    anchor: Anchor | None = None
+    anchor_rows: SequenceBatch | None = None
+    anchor_ref_logits: torch.Tensor | None = None
+    anchor_counts: torch.Tensor | None = None
+
+    @classmethod
+    def prepare(
+        cls,
+        pairs: list[PreferencePair],
+        policy: GPT,
+        reference: GPT,
+        tokenizer: CharTokenizer,
+        config: DPOConfig,
+        anchor: Anchor | None = None,
+    ) -> "PreparedPairs":
+        device, block = policy.device, policy.config.block_size
+        reference.to(device).eval()
+        data = build_pair_batch(
+            tokenizer, pairs, block, config.merge_identical_rows, device
+        )
+        # the reference never changes: its log-probs are computed once
+        with torch.no_grad():
+            prepared = cls(
+                data, batch_logprobs(reference, data.rows, config.average_logprobs)
+            )
+            if anchor is not None:
+                prepared.anchor = anchor
+                prepared.anchor_rows = build_batch(
+                    tokenizer, anchor.prompts, anchor.completions, block, device
+                )
+                prepared.anchor_ref_logits = reference(prepared.anchor_rows.input_ids)
+                prepared.anchor_counts = torch.as_tensor(
+                    anchor.counts, dtype=torch.float32, device=device
+                )
+        return prepared
+
+
+def dpo_step(
+    policy: GPT, prepared: PreparedPairs, idx: torch.Tensor, config: DPOConfig
+) -> tuple[torch.Tensor, dict]:
+    """The loss on pairs `idx` (DPO, plus the anchor's KL if any) and its metrics under
+    TRL's names; for loss_type "sigmoid", -log sigmoid(beta (u_w - u_l)) with
+    u = log pi_theta - log pi_ref, averaged over the pairs."""
+    ci, ri = prepared.data.chosen_index[idx], prepared.data.rejected_index[idx]
+    # forward only the distinct rows this batch needs, chosen and rejected together
+    needed, inverse = torch.unique(torch.cat([ci, ri]), return_inverse=True)
+    rows = prepared.data.rows.select(needed)
+    logps = batch_logprobs(policy, rows, config.average_logprobs)
+    n = len(idx)
+    out = dpo_loss(
+        logps[inverse[:n]],  # policy, chosen
+        logps[inverse[n:]],  # policy, rejected
+        prepared.ref_logps[ci],
+        prepared.ref_logps[ri],
+        config.beta,
+        config.loss_type,
+        config.label_smoothing,
+    )
+    loss, record = out.loss, out.metrics()
+    if prepared.anchor is not None:
+        kl = _anchor_kl(policy, prepared)
+        loss = loss + prepared.anchor.weight * kl
+        record["anchor/kl"] = float(kl.detach())
+        record["loss/total"] = float(loss.detach())
+    return loss, record
+
+
+def _anchor_kl(policy: GPT, prepared: PreparedPairs) -> torch.Tensor:
+    assert prepared.anchor_rows is not None and prepared.anchor_ref_logits is not None
+    return token_kl_to_reference(
+        policy(prepared.anchor_rows.input_ids),
+        prepared.anchor_ref_logits,
+        prepared.anchor_rows.completion_mask,
+        prepared.anchor_counts,
+    )
+
+
+def train_dpo(
+    policy: GPT,
+    reference: GPT,
+    tokenizer: CharTokenizer,
+    pairs: Sequence[PreferencePair],
+    optimizer: torch.optim.Optimizer,
+    config: DPOConfig,
+    *,
+    anchor: Anchor | None = None,
+    callback: Callable[[dict], None] | None = None,
+    resume_from: str | os.PathLike | None = None,
+    generator: torch.Generator | None = None,
+    progress: bool | None = None,
+) -> tuple[GPT, list[dict]]:
+    """Train `policy` with DPO against the frozen `reference`; returns (policy,
+    history).
+
+    Reference log-probs are computed once; each step is one `dpo_step` and one optimizer
+    step, and `history` holds its metrics (TRL's names). `callback(record)` runs after
+    each step. A NaN loss or weight stops training with the policy restored to its last
+    finite state. With `resume_from` (a checkpoint this function wrote, for the same
+    pairs, reference, settings and optimizer class), the weights, the optimizer's state
+    (its moments; the lr stays the new optimizer's) and the shuffle are restored, and
+    the run ends exactly where an uninterrupted one would."""
+    run = _Run(
+        policy, reference, tokenizer, pairs, optimizer, config, anchor, generator
+    )
+    history, start = run.resume(resume_from) if resume_from is not None else ([], 0)
+    epochs = range(start, config.num_train_epochs)
+    policy.train()
+    for epoch in tqdm(epochs, desc="DPO", disable=progress_disabled(progress)):
+        for idx in run.minibatches():
+            loss, record = dpo_step(policy, run.prepared, idx, config)
+            record = {"epoch": epoch + 1, "step": len(history) + 1, **record}
+            run.update(loss, record)
+            history.append(record)
+            if callback is not None:
+                callback(record)
+        run.end_of_epoch(epoch + 1, history)
+    policy.eval()
+    return policy, history
+
+
+class _Run:
+    """The bookkeeping of `train_dpo`'s loop: checks, guarded updates, checkpoints."""
+
+    def __init__(
+        self,
+        policy: GPT,
+        reference: GPT,
+        tokenizer: CharTokenizer,
+        pairs: Sequence[PreferencePair],
+        optimizer: torch.optim.Optimizer,
+        config: DPOConfig,
+        anchor: Anchor | None,
+        generator: torch.Generator | None,
+    ) -> None:
+        if not isinstance(config, DPOConfig):
+            raise TypeError(
+                f"config must be a dpolib.DPOConfig, got {describe(config)}; "
+                "build one with DPOConfig(beta=..., num_train_epochs=...)"
+            )
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise TypeError(
+                f"generator must be a torch.Generator, got {describe(generator)}"
+            )
+        if anchor is not None:
+            anchor.check()  # its fields may have changed since it was built
+        self.pairs = validate_pairs(pairs)
+        _check_pair_models(policy, reference, tokenizer)
+        if not any(p.requires_grad for p in policy.parameters()):
+            raise ValueError(
+                "the policy has no trainable parameters (requires_grad is False "
+                "everywhere); was it copied from a frozen model? call "
+                "policy.requires_grad_(True)"
+            )
+        _check_optimizer(optimizer, policy, reference)
+        if config.checkpoint_dir is not None:
+            _check_writable(Path(config.checkpoint_dir))
+        self.policy, self.reference, self.tokenizer = policy, reference, tokenizer
+        self.optimizer, self.config, self.generator = optimizer, config, generator
+        self.prepared = PreparedPairs.prepare(
+            self.pairs, policy, reference, tokenizer, config, anchor
+        )
+        self.params = list(policy.parameters())
+        self.last_checkpoint: Path | None = None
+
+    def minibatches(self) -> list[torch.Tensor]:
+        """Pair indices for one epoch: all at once, or a seeded shuffle cut into
+        batches."""
+        n, size = len(self.pairs), self.config.per_device_train_batch_size
+        device = self.policy.device
+        if size is None or size >= n:
+            return [torch.arange(n, device=device)]
+        order = torch.randperm(n, generator=self.generator)
+        return list(order.to(device).split(size))
+
+    def update(self, loss: torch.Tensor, record: dict) -> None:
+        """One optimizer step on `loss`, undone if it makes any weight non-finite."""
+        where = f"epoch {record['epoch']}, step {record['step']}"
+        if not torch.isfinite(loss):
+            self._stop(
+                f"the loss became {loss.item()} at {where}; the policy was not updated"
+            )
+        # a copy of the weights to fall back on (the optimizer's moments are not copied:
+        # that would make every step a quarter slower)
+        before = [p.detach().clone() for p in self.params]
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        if not _all_finite(self.params):
+            with torch.no_grad():
+                for p, w in zip(self.params, before):
+                    p.copy_(w)
+            self._stop(
+                f"the optimizer step at {where} made weights non-finite; the policy "
+                "was restored to its state before it (the optimizer's moments were "
+                "not: build a new optimizer, or resume from a checkpoint)"
+            )
+
+    def _stop(self, what: str) -> None:
+        last = (
+            f"the last checkpoint is {self.last_checkpoint}"
+            if self.last_checkpoint is not None
+            else "no checkpoint was written"
+        )
+        raise NonFiniteLossError(
+            f"{what} (its weights are finite; {last}). Lower the learning rate or "
+            "raise "
+            "beta, then resume from the last checkpoint"
+        )
+
+    def end_of_epoch(self, epoch: int, history: list[dict]) -> None:
+        """Print and checkpoint when the config asks for it."""
+        cfg = self.config
+        if cfg.print_every and epoch % cfg.print_every == 0:
+            r = history[-1]
+            tqdm.write(
+                f"epoch {epoch:4d} | loss {r['loss']:.4f} | margin "
+                f"{r['rewards/margins']:+.3f} | accuracy {r['rewards/accuracies']:.2f} "
+                "| "
+                f"logps/chosen {r['logps/chosen']:.3f}"
+            )
+        if cfg.checkpoint_dir is None:
+            return
+        every = cfg.checkpoint_every
+        if (every is None and epoch == cfg.num_train_epochs) or (
+            every is not None and epoch % every == 0
+        ):
+            extra: dict[str, Any] = {"history": history, **self.fingerprint()}
+            if self.generator is not None:
+                extra["generator_state"] = self.generator.get_state()
+            self.last_checkpoint = save_checkpoint(
+                Path(cfg.checkpoint_dir) / f"dpo_epoch_{epoch:04d}.pt",
+                self.policy,
+                self.tokenizer,
+                self.optimizer,
+                step=epoch,
+                kind="dpo",
+                **extra,
+            )
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What a resume must match: settings, pairs, reference, optimizer class."""
+        rows = [[p.prompt, p.chosen, p.rejected] for p in self.pairs]
+        return {
+            "config": asdict(self.config),
+            "data_sha256": hashlib.sha256(json.dumps(rows).encode()).hexdigest(),
+            "reference_sha256": tensor_digest(self.reference.state_dict()),
+            "optimizer_settings": {
+                "class": type(self.optimizer).__qualname__,
+                "lr": [float(g["lr"]) for g in self.optimizer.param_groups],
+            },
+        }
+
+    def resume(self, path: str | os.PathLike) -> tuple[list[dict], int]:
+        """Restore policy, optimizer state and shuffle from a checkpoint; (history,
+        epoch)."""
+        ckpt = load_dpo_checkpoint(path)
+        if ckpt.model.config != self.policy.config:
+            raise ValueError(
+                f"{path} holds a model of another shape than `policy`; resume with the "
+                "same model config"
+            )
+        saved, now = ckpt.extra, self.fingerprint()
+        if "config" not in saved:
+            raise ValueError(
+                f"{path} was written without a DPOConfig; it cannot resume"
+            )
+        was = {
+            k: v for k, v in saved["config"].items() if k not in DPOConfig.BOOKKEEPING
+        }
+        if was != self.config.training_settings():
+            diff = {
+                k: (v, now["config"].get(k))
+                for k, v in was.items()
+                if now["config"].get(k) != v
+            }
+            raise ValueError(
+                f"{path} was trained with other settings ({describe(diff)} as (saved, "
+                "now)); resume with the same settings"
+            )
+        for key, what in (
+            ("data_sha256", "preference pairs"),
+            ("reference_sha256", "reference model"),
+        ):
+            if saved.get(key) != now[key]:
+                raise ValueError(
+                    f"{path} was trained on other {what} than these; resume with the "
+                    f"same {what}, or start a new run without resume_from"
+                )
+        opt_was = saved.get("optimizer_settings", {})
+        opt_now = now["optimizer_settings"]
+        if opt_was.get("class") != opt_now["class"]:
+            raise ValueError(
+                f"{path} holds the state of a {opt_was.get('class')} optimizer, not of "
+                f"{opt_now['class']}; resume with the same optimizer class"
+            )
+        if ckpt.step > self.config.num_train_epochs:
+            raise ValueError(
+                f"{path} is at epoch {ckpt.step}, beyond num_train_epochs="
+                f"{self.config.num_train_epochs}; ask for at least {ckpt.step} epochs"
+            )
+        minibatched = (
+            self.config.per_device_train_batch_size or len(self.pairs)
+        ) < len(self.pairs)
+        if minibatched and "generator_state" in saved and self.generator is None:
+            raise ValueError(
+                f"{path} was trained with minibatches shuffled by a generator; pass a "
+                "torch.Generator (any seed: its state is restored) as generator="
+            )
+        if minibatched and "generator_state" not in saved:
+            warnings.warn(
+                f"{path} was trained without a generator: its shuffle cannot be "
+                "restored, "
+                "so this run will differ from an uninterrupted one",
+                stacklevel=3,
+            )
+        self.policy.load_state_dict(ckpt.model.state_dict())
+        self._restore_optimizer(ckpt.optimizer_state, opt_was.get("lr"), path)
+        if self.generator is not None and "generator_state" in saved:
+            self.generator.set_state(saved["generator_state"])
+        return list(saved.get("history", [])), ckpt.step
+
+    def _restore_optimizer(self, state: dict | None, lr_was: Any, path: Any) -> None:
+        if state is None:
+            return
+        # keep the new optimizer's hyper-parameters (a lowered lr is a deliberate fix)
+        groups = [
+            {k: v for k, v in g.items() if k != "params"}
+            for g in self.optimizer.param_groups
+        ]
+        try:
+            self.optimizer.load_state_dict(state)
+        except (ValueError, KeyError) as e:
+            raise ValueError(
+                f"{path}: the saved optimizer state does not fit this optimizer ({e}); "
+                "resume with an optimizer built like the saved one"
+            ) from e
+        for g, hyper in zip(self.optimizer.param_groups, groups):
+            g.update(hyper)
+        lr_now = [float(g["lr"]) for g in self.optimizer.param_groups]
+        if lr_was is not None and lr_was != lr_now:
+            warnings.warn(
+                f"resuming {path} with lr {lr_now} (it was trained with {lr_was}): the "
+                "optimizer's moments and step count are restored, the lr is the new",
+                stacklevel=4,
+            )
+
+
+def _all_finite(tensors: Sequence[torch.Tensor]) -> bool:
+    """Whether every entry is finite: one fused norm, confirmed exactly if it is not
+    finite (a norm overflows for huge but finite weights)."""
+    if torch.nn.utils.get_total_norm(tensors).isfinite():
+        return True
+    return all(bool(t.isfinite().all()) for t in tensors)
+
+
+def _check_writable(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=".dpolib-write-test.", dir=folder)
+        os.close(fd)
+        os.unlink(name)
+    except OSError as e:
+        raise ValueError(
+            f"checkpoint_dir {describe(str(folder))} cannot be written "
+            f"({type(e).__name__}: {e.strerror or e}); pass a folder you can write to"
+        ) from e
+
+
+def run_dpo_episodes(
+    num_epochs: int,
+    preference_dataset: Sequence[PreferencePair],
+    policy: GPT,
+    reference_policy: GPT,
+    policy_optimizer: torch.optim.Optimizer,
+    tokenizer: CharTokenizer,
+    beta: float = 0.1,
+    print_every: int | None = None,
+    checkpoint_dir: str | os.PathLike | None = None,
+    checkpoint_every: int | None = None,
+    *,
+    loss_type: str = "sigmoid",
+    label_smoothing: float = 0.0,
+    batch_size: int | None = None,
+    merge_identical: bool = True,
+    average_logprobs: bool = False,
+    anchor: Anchor | None = None,
+    resume_from: str | os.PathLike | None = None,
+    generator: torch.Generator | None = None,
+    progress: bool | None = None,
+    callback: Callable[[dict], None] | None = None,
+) -> tuple[GPT, list[dict]]:
+    """The original text's call: `train_dpo` with a DPOConfig built from the arguments.
+
+    An "episode" is an epoch, one pass over every pair; `batch_size=None` makes it one
+    full-batch step. `checkpoint_dir` without `checkpoint_every` saves after the last
+    epoch. Returns (policy, history), one dict of TRL-named metrics per step."""
+    config = DPOConfig(
+        beta=beta,
+        loss_type=loss_type,
+        label_smoothing=label_smoothing,
+        num_train_epochs=num_epochs,
+        per_device_train_batch_size=batch_size,
+        merge_identical_rows=merge_identical,
+        average_logprobs=average_logprobs,
+        checkpoint_dir=checkpoint_dir,  # type: ignore[arg-type]  # os.fspath'd
+        checkpoint_every=checkpoint_every,
+        print_every=print_every or None,
+    )
+    return train_dpo(
+        policy,
+        reference_policy,
+        tokenizer,
+        preference_dataset,
+        policy_optimizer,
+        config,
+        anchor=anchor,
+        callback=callback,
+        resume_from=resume_from,
+        generator=generator,
+        progress=progress,
+    )
 
 
 def naive_dpo_epoch(
@@ -145,9 +569,10 @@ def naive_dpo_epoch(
     tokenizer: CharTokenizer,
     beta: float = 0.1,
 ) -> float:
-    """One full-batch DPO step written the straightforward way: a pair at a time, four forward passes
-    per pair, the reference re-run every time. Same result as `run_dpo_episodes` with batch_size=None,
-    kept as the baseline it is measured against. Returns the mean loss."""
+    """One full-batch DPO step written the straightforward way: a pair at a time, four
+    forward passes per pair, the reference re-run every time. Same result as
+    `run_dpo_episodes` with batch_size=None, kept as the baseline it is measured
+    against. Returns the mean loss."""
     check_beta(beta)
     pairs = validate_pairs(preference_dataset)
     _check_pair_models(policy, reference_policy, tokenizer)
@@ -179,235 +604,3 @@ def naive_dpo_epoch(
     policy_optimizer.step()
     policy.eval()
     return total / len(pairs)
-
-
-def run_dpo_episodes(
-    num_epochs: int,
-    preference_dataset: Sequence[PreferencePair],
-    policy: GPT,
-    reference_policy: GPT,
-    policy_optimizer: torch.optim.Optimizer,
-    tokenizer: CharTokenizer,
-    beta: float = 0.1,
-    print_every: int | None = None,
-    checkpoint_dir: str | os.PathLike | None = None,
-    checkpoint_every: int | None = None,
-    *,
-    loss_type: str = "sigmoid",
-    label_smoothing: float = 0.0,
-    batch_size: int | None = None,
-    merge_identical: bool = True,
-    average_logprobs: bool = False,
-    anchor: Anchor | None = None,
-    resume_from: str | os.PathLike | None = None,
-    generator: torch.Generator | None = None,
-    progress: bool | None = None,
-    callback: Callable[[dict], None] | None = None,
-) -> tuple[GPT, list[dict]]:
-    """Train `policy` with DPO against the frozen `reference_policy`; returns (policy, history).
-
-    Each step: one forward over every distinct (prompt, completion) row the batch needs (chosen and
-    rejected together), loss from `dpo_loss`, one optimizer step. Reference log-probs are computed
-    once. `batch_size=None` uses the whole dataset per step (one step per epoch). `history` holds one
-    dict per step with the loss and TRL's metric names. With `resume_from`, training continues from a
-    checkpoint written by this function and ends exactly where an uninterrupted run would.
-    """
-    check_beta(beta)
-    pairs = validate_pairs(preference_dataset)
-    _check_pair_models(policy, reference_policy, tokenizer)
-    if num_epochs < 0:
-        raise ValueError(f"num_epochs must be >= 0, got {num_epochs}")
-    if batch_size is not None and batch_size < 1:
-        raise ValueError(
-            f"batch_size must be >= 1 or None (full batch), got {batch_size}"
-        )
-    if checkpoint_every is not None and checkpoint_dir is None:
-        raise ValueError("checkpoint_every needs a checkpoint_dir to write to")
-    if not any(p.requires_grad for p in policy.parameters()):
-        raise ValueError(
-            "the policy has no trainable parameters (requires_grad is False everywhere); "
-            "was it copied from a frozen model? call policy.requires_grad_(True)"
-        )
-    fixed = _Fixed.prepare(
-        pairs,
-        policy,
-        reference_policy,
-        tokenizer,
-        merge_identical,
-        average_logprobs,
-        anchor,
-    )
-    hparams = {
-        "beta": float(beta),
-        "loss_type": loss_type,
-        "label_smoothing": float(label_smoothing),
-        "batch_size": batch_size,
-        "average_logprobs": average_logprobs,
-    }
-    history, start_epoch = [], 0
-    if resume_from is not None:
-        history, start_epoch = _resume(
-            resume_from, policy, policy_optimizer, generator, hparams
-        )
-
-    policy.train()
-    for epoch in tqdm(
-        range(start_epoch, num_epochs), desc="DPO", disable=_progress_disabled(progress)
-    ):
-        for idx in _minibatches(len(pairs), batch_size, generator, policy.device):
-            loss, record = _dpo_step(
-                policy, fixed, idx, beta, loss_type, label_smoothing, average_logprobs
-            )
-            record = {"epoch": epoch + 1, "step": len(history) + 1, **record}
-            if not torch.isfinite(loss):
-                raise NonFiniteLossError(
-                    f"the loss became {loss.item()} at epoch {epoch + 1}, step {record['step']}; the policy was not "
-                    "updated and earlier checkpoints are intact. Lower the learning rate or raise beta, then resume "
-                    "from the last checkpoint"
-                )
-            policy_optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            policy_optimizer.step()
-            history.append(record)
-            if callback is not None:
-                callback(record)
-        if print_every and (epoch + 1) % print_every == 0:
-            r = history[-1]
-            tqdm.write(
-                f"epoch {epoch + 1:4d} | loss {r['loss']:.4f} | margin {r['rewards/margins']:+.3f} | "
-                f"accuracy {r['rewards/accuracies']:.2f} | logps/chosen {r['logps/chosen']:.3f}"
-            )
-        if checkpoint_every and (epoch + 1) % checkpoint_every == 0:
-            extra = {"history": history, "hparams": hparams}
-            if generator is not None:
-                extra["generator_state"] = generator.get_state()
-            save_checkpoint(
-                Path(checkpoint_dir) / f"dpo_epoch_{epoch + 1:04d}.pt",
-                policy,
-                tokenizer,
-                policy_optimizer,
-                step=epoch + 1,
-                kind="dpo",
-                **extra,
-            )
-    policy.eval()
-    return policy, history
-
-
-@dataclass
-class _Fixed:
-    """What never changes during a DPO run: the batched rows, the reference's log-probs of them, and the
-    anchor rows with the reference's logits on them."""
-
-    data: PairBatch
-    ref_logps: torch.Tensor
-    anchor: Anchor | None = None
-    anchor_rows: SequenceBatch | None = None
-    anchor_ref_logits: torch.Tensor | None = None
-    anchor_counts: torch.Tensor | None = None
-
-    @classmethod
-    def prepare(
-        cls,
-        pairs: list[PreferencePair],
-        policy: GPT,
-        reference: GPT,
-        tokenizer: CharTokenizer,
-        merge_identical: bool,
-        average_logprobs: bool,
-        anchor: Anchor | None,
-    ) -> "_Fixed":
-        device, block = policy.device, policy.config.block_size
-        reference.to(device).eval()
-        data = build_pair_batch(tokenizer, pairs, block, merge_identical, device)
-        with (
-            torch.no_grad()
-        ):  # the reference never changes: its log-probs are computed once
-            fixed = cls(data, batch_logprobs(reference, data.rows, average_logprobs))
-            if anchor is not None:
-                if anchor.weight < 0:
-                    raise ValueError(f"anchor weight must be >= 0, got {anchor.weight}")
-                fixed.anchor = anchor
-                fixed.anchor_rows = build_batch(
-                    tokenizer, anchor.prompts, anchor.completions, block, device
-                )
-                fixed.anchor_ref_logits = reference(fixed.anchor_rows.input_ids)
-                fixed.anchor_counts = torch.as_tensor(
-                    anchor.counts, dtype=torch.float32, device=device
-                )
-        return fixed
-
-
-def _minibatches(
-    n: int,
-    batch_size: int | None,
-    generator: torch.Generator | None,
-    device: torch.device,
-) -> list[torch.Tensor]:
-    """Pair indices for one epoch: all of them at once, or a seeded shuffle cut into batches."""
-    if batch_size is None or batch_size >= n:
-        return [torch.arange(n, device=device)]
-    return list(torch.randperm(n, generator=generator).to(device).split(batch_size))
-
-
-def _dpo_step(
-    policy: GPT,
-    fixed: _Fixed,
-    idx: torch.Tensor,
-    beta: float,
-    loss_type: str,
-    label_smoothing: float,
-    average_logprobs: bool,
-) -> tuple[torch.Tensor, dict]:
-    """The loss on pairs `idx` (DPO, plus the anchor's KL if any) and its metrics under TRL's names."""
-    ci, ri = fixed.data.chosen_index[idx], fixed.data.rejected_index[idx]
-    # forward only the distinct rows this batch needs, chosen and rejected together
-    needed, inverse = torch.unique(torch.cat([ci, ri]), return_inverse=True)
-    logps = batch_logprobs(policy, fixed.data.rows.select(needed), average_logprobs)
-    n = len(idx)
-    out = dpo_loss(
-        logps[inverse[:n]],
-        logps[inverse[n:]],
-        fixed.ref_logps[ci],
-        fixed.ref_logps[ri],
-        beta,
-        loss_type,
-        label_smoothing,
-    )
-    loss, record = out.loss, out.metrics()
-    if fixed.anchor is not None:
-        kl = token_kl_to_reference(
-            policy(fixed.anchor_rows.input_ids),
-            fixed.anchor_ref_logits,
-            fixed.anchor_rows.completion_mask,
-            fixed.anchor_counts,
-        )
-        loss = loss + fixed.anchor.weight * kl
-        record["anchor/kl"] = float(kl.detach())
-        record["loss/total"] = float(loss.detach())
-    return loss, record
-
-
-def _resume(
-    path: str | os.PathLike,
-    policy: GPT,
-    optimizer: torch.optim.Optimizer,
-    generator: torch.Generator | None,
-    hparams: dict,
-) -> tuple[list[dict], int]:
-    """Restore policy, optimizer and shuffle state from a run_dpo_episodes checkpoint; (history, epoch)."""
-    ckpt = load_dpo_checkpoint(path)
-    if ckpt.model.config != policy.config:
-        raise ValueError(
-            f"{path} holds a model of another shape than `policy`; resume with the same model config"
-        )
-    if ckpt.extra.get("hparams") != hparams:
-        raise ValueError(
-            f"{path} was trained with {ckpt.extra.get('hparams')}, not {hparams}; resume with the same settings"
-        )
-    policy.load_state_dict(ckpt.model.state_dict())
-    if ckpt.optimizer_state is not None:
-        optimizer.load_state_dict(ckpt.optimizer_state)
-    if generator is not None and "generator_state" in ckpt.extra:
-        generator.set_state(ckpt.extra["generator_state"])
-    return list(ckpt.extra.get("history", [])), ckpt.step

@@ -90,7 +90,7 @@ def test_failed_save_keeps_the_old_file(tiny, tok, tmp_path):
 
 def test_model_checkpoint_is_not_a_dpo_checkpoint(tiny, tok, tmp_path):
     path = save_checkpoint(tmp_path / "m.pt", tiny, tok)
-    with pytest.raises(ValueError, match="not one written by run_dpo_episodes"):
+    with pytest.raises(ValueError, match="not one written by train_dpo"):
         load_dpo_checkpoint(path)
 
 
@@ -109,3 +109,9 @@ def test_shipped_food_model_is_small_and_loads_safely():
     assert zipfile.is_zipfile(path)
     raw = read_checkpoint(path)
     assert raw["kind"] == "model" and raw["extra"]["recipe"]["steps"] > 0
+    # the recipe dataclass is the one stored with the shipped model, field for field
+    from dataclasses import asdict
+
+    from dpolib.pizza.food import RECIPE
+
+    assert raw["extra"]["recipe"] == asdict(RECIPE)

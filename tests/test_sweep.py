@@ -4,9 +4,10 @@ import pytest
 import torch
 
 from dpolib.data import build_preference_pairs
-from dpolib.evaluate import completion_distribution, drift
+from dpolib.evaluate import Snapshot
 from dpolib.pizza.corpus import PEOPLE
-from dpolib.pizza.sweep import Evaluator, Snapshot, grid, sweep, train_run, value_at
+from dpolib.pizza.measures import completion_distribution, drift
+from dpolib.pizza.sweep import Evaluator, grid, sweep, train_run, value_at
 from dpolib.train import run_dpo_episodes
 
 PROMPT = "ravin likes "
@@ -55,7 +56,7 @@ def test_train_run_is_run_dpo_episodes_plus_exact_measurements(setup):
     assert [h["loss"] for h in hist] == [h["loss"] for h in res.history]
     assert [s.epoch for s in res.trace] == list(range(6))
     start = res.trace[0]
-    assert start.kl == pytest.approx(0, abs=1e-9) and start.margin == pytest.approx(
+    assert start.kl == pytest.approx(0, abs=1e-9) and start.gap == pytest.approx(
         0, abs=1e-5
     )
     assert start.dpo_weight == pytest.approx(0.5, abs=1e-5)
@@ -80,10 +81,15 @@ def test_margins_agree_with_the_training_history(setup):
     )
     # history[k] is measured on the policy after k steps, before step k + 1
     for k, h in enumerate(res.history):
-        assert res.trace[k].margin == pytest.approx(
-            h["rewards/margins"] / beta, abs=1e-4
+        assert res.trace[k].gap == pytest.approx(h["rewards/margins"] / beta, abs=1e-4)
+        # "margin" means beta * d, as in TRL's rewards/margins
+        assert res.trace[k].reward_margin == pytest.approx(
+            h["rewards/margins"], abs=1e-4
         )
-    assert all(s.margin_min <= s.margin for s in res.trace)
+    assert all(s.gap_min <= s.gap for s in res.trace)
+    assert all(s.reward_margin_min == beta * s.gap_min for s in res.trace)
+    with pytest.raises(AttributeError, match="reward_margin"):
+        res.final.margin
 
 
 def test_others_drift_matches_dpolib_drift(setup):
@@ -166,7 +172,7 @@ def test_bad_input(setup):
 
 
 def _snap(epoch, kl, tvd=None, wf=1.0, target=0.5):
-    return Snapshot(epoch, target, wf, kl, 0.0, 0.0, 0.5, tvd, tvd)
+    return Snapshot(epoch, target, wf, kl, 1.0, 0.0, 0.0, 0.5, tvd, tvd)
 
 
 def test_value_at_interpolates_between_measured_points():

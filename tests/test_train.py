@@ -4,11 +4,16 @@ import pytest
 import torch
 
 from dpolib.data import PreferencePair, build_preference_pairs
-from dpolib.evaluate import completion_distribution
+from dpolib.evaluate import completion_distribution as exact
 from dpolib.model import GPT, GPTConfig
-from dpolib.pizza.corpus import count_sentences, make_corpus
+from dpolib.pizza.corpus import FOODS, count_sentences, make_corpus
 from dpolib.tokenizer import CharTokenizer
-from dpolib.train import NonFiniteLossError, naive_dpo_epoch, pretrain, run_dpo_episodes
+from dpolib.train import naive_dpo_epoch, pretrain, run_dpo_episodes
+
+
+def completion_distribution(model, tok, prompt):
+    return exact(model, tok, prompt, FOODS)
+
 
 PROMPT = "ravin likes "
 
@@ -102,7 +107,7 @@ def test_resume_equals_uninterrupted(food_pair, tmp_path):
         generator=torch.Generator().manual_seed(5),
         **kw,
     )
-    # "crash" after epoch 3: a new process starts from the epoch-3 checkpoint with fresh objects
+    # "crash" after epoch 3: a new process resumes from epoch 3 with fresh objects
     p3, o3 = fresh()
     p3, h3 = run_dpo_episodes(
         6,
@@ -150,40 +155,14 @@ def test_resume_with_other_settings_is_refused(food_pair, tmp_path):
         )
 
 
-def test_nan_loss_stops_and_keeps_last_good_checkpoint(food_pair, tmp_path):
+def test_nan_weights_are_refused_before_training(food_pair, tmp_path):
     policy, reference, tok = food_pair
     pairs = pizza_pairs(reference, tok, n=10)
     opt = torch.optim.Adam(policy.parameters(), lr=1e-4)
-    run_dpo_episodes(
-        2,
-        pairs,
-        policy,
-        reference,
-        opt,
-        tok,
-        beta=0.5,
-        checkpoint_dir=tmp_path,
-        checkpoint_every=2,
-        progress=False,
-    )
-    good = (tmp_path / "dpo_epoch_0002.pt").read_bytes()
     with torch.no_grad():
         policy.head.weight.fill_(float("nan"))
-    with pytest.raises(NonFiniteLossError, match="not updated"):
-        run_dpo_episodes(
-            4,
-            pairs,
-            policy,
-            reference,
-            opt,
-            tok,
-            beta=0.5,
-            checkpoint_dir=tmp_path,
-            checkpoint_every=1,
-            progress=False,
-        )
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["dpo_epoch_0002.pt"]
-    assert (tmp_path / "dpo_epoch_0002.pt").read_bytes() == good
+    with pytest.raises(ValueError, match="policy has non-finite weights"):
+        run_dpo_episodes(4, pairs, policy, reference, opt, tok, beta=0.5)
 
 
 def test_bad_inputs(food_pair, tok):

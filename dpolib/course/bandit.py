@@ -109,20 +109,17 @@ def optimal_policy(pi_ref: ArrayLike, rewards: ArrayLike, beta: float) -> torch.
 
 
 def kl(p: ArrayLike, q: ArrayLike) -> float:
-    """KL(p || q) = sum_y p(y) log(p(y)/q(y)), with 0 log 0 = 0; +inf when p puts mass where q has none."""
+    """KL(p || q) = sum_y p(y) log(p(y)/q(y)) by dpolib's one rule
+    (`dpolib.evaluate.kl_divergence`): 0 log 0 = 0; +inf where q = 0 < p."""
+    from ..evaluate import kl_divergence  # the core's rule; imported here, one function
+
     p = _check_probs(p, "p")
     q = _check_probs(q, "q")
     if p.shape != q.shape:
         raise ValueError(
             f"p and q must have the same shape, got {tuple(p.shape)} and {tuple(q.shape)}"
         )
-    support = p > 0
-    if (q[support] == 0).any():
-        return math.inf
-    # clamp at 0: rounding can make a KL of two equal distributions -1e-17
-    return max(
-        float((p[support] * (torch.log(p[support]) - torch.log(q[support]))).sum()), 0.0
-    )
+    return kl_divergence(p.tolist(), q.tolist())
 
 
 def expected_reward(pi: ArrayLike, rewards: ArrayLike) -> float:

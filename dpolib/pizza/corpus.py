@@ -26,8 +26,9 @@ FOODS: tuple[str, ...] = (
     "noodles",
 )
 
-# Each person's taste, in percent over FOODS (each row sums to 100). Most people like only a
-# handful of foods, so the corpus holds few distinct sentences; ravin likes pizza 12% of the time.
+# Each person's taste, in percent over FOODS (each row sums to 100). Most people like
+# only a handful of foods, so the corpus holds few distinct sentences; ravin likes pizza
+# 12% of the time.
 _TASTES: dict[str, tuple[int, ...]] = {
     #        piz sus pas tac cur sal ram bur sou ste pho fal dum pae waf noo
     "ravin": (12, 0, 20, 0, 25, 0, 0, 8, 0, 0, 0, 10, 15, 0, 0, 10),
@@ -55,7 +56,8 @@ def food_distributions() -> dict[str, dict[str, float]]:
 
 
 def make_corpus(n_sentences: int = 5000, seed: int = 0) -> list[str]:
-    """Sample `n_sentences` sentences "<person> likes <food>": person uniform, food from their taste."""
+    """Sample `n_sentences` sentences "<person> likes <food>": person uniform, food from
+    their taste."""
     if n_sentences < 1:
         raise ValueError(f"n_sentences must be >= 1, got {n_sentences}")
     g = torch.Generator().manual_seed(seed)
@@ -66,7 +68,8 @@ def make_corpus(n_sentences: int = 5000, seed: int = 0) -> list[str]:
 
 
 def corpus_alphabet() -> list[str]:
-    """Every text the food model must be able to spell (names, foods, the joining words)."""
+    """Every text the food model must be able to spell (names, foods, the joining
+    words)."""
     return [prompt_for(p) for p in PEOPLE] + list(FOODS)
 
 
@@ -79,6 +82,7 @@ def split_sentence(sentence: str) -> tuple[str, str]:
 
 
 def count_sentences(sentences: Iterable[str]) -> list[tuple[str, int]]:
-    """Distinct sentences with their counts. Training on these, weighted by count, is exactly the
-    full-corpus objective, at a fraction of the cost (5000 sentences hold fewer than 100 distinct ones)."""
+    """Distinct sentences with their counts. Training on these, weighted by count, is
+    exactly the full-corpus objective, at a fraction of the cost (5000 sentences hold
+    fewer than 100 distinct ones)."""
     return sorted(Counter(sentences).items())

@@ -1,9 +1,8 @@
 """`python -m dpolib.pizza`: the whole pizza run end to end, with a JSON summary.
 
-Load (or train) the food model, sample "ravin likes ", build preference pairs from a reward that
-prefers "pizza", train with DPO, measure pizza frequency, well-formed share and the drift of the
-other people, and save the final checkpoint.
-"""
+Load (or train) the food model, sample "ravin likes ", build preference pairs from a
+reward that prefers "pizza", train with DPO, measure pizza frequency, well-formed share
+and the drift of the other people, and save the final checkpoint."""
 
 from __future__ import annotations
 
@@ -11,19 +10,40 @@ import argparse
 import copy
 import json
 import time
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from ..checkpoint import save_checkpoint
+from ..config import (
+    DPOConfig,
+    add_arguments,
+    check_bool,
+    check_finite,
+    check_int,
+    cli,
+    from_arguments,
+)
 from ..data import build_preference_pairs
-from ..evaluate import drift, sample_report
+from ..errors import describe
 from ..runtime import get_device, seed_everything
-from ..train import Anchor, run_dpo_episodes
+from ..train import Anchor, train_dpo
 from .corpus import PEOPLE, count_sentences, make_corpus, prompt_for, split_sentence
-from .food import RECIPE, load_food_model, shipped_checkpoint_path, train_food_model
+from .food import (
+    RECIPE,
+    load_food_model,
+    shipped_checkpoint_path,
+    train_food_model,
+    writable_folder,
+)
+from .measures import TARGET, drift, sample_report
 
-PERSON, TARGET = "ravin", "pizza"
+PERSON = "ravin"  # whose prompt the pizza run trains on
+
+__all__ = ["PERSON", "PizzaRunConfig", "TARGET", "main", "other_people_anchor"]
+__all__ += ["pizza_reward", "run"]
 
 
 def pizza_reward(prompt: str, completion: str) -> float:
@@ -32,8 +52,9 @@ def pizza_reward(prompt: str, completion: str) -> float:
 
 
 def other_people_anchor(weight: float, exclude: str = PERSON) -> Anchor:
-    """An Anchor on every other person's sentences in the food model's corpus (weighted by count)."""
-    corpus = make_corpus(RECIPE["n_sentences"], RECIPE["corpus_seed"])
+    """An Anchor on every other person's sentences in the food model's corpus (weighted
+    by count)."""
+    corpus = make_corpus(RECIPE.n_sentences, RECIPE.corpus_seed)
     rows = [
         (split_sentence(s), c)
         for s, c in count_sentences(corpus)
@@ -47,23 +68,80 @@ def other_people_anchor(weight: float, exclude: str = PERSON) -> Anchor:
     )
 
 
-def run(
-    seed: int = 0,
-    beta: float = 0.5,
-    epochs: int = 20,
-    lr: float = 1e-4,
-    n_pairs: int = 100,
-    n_eval: int = 1000,
-    anchor_weight: float = 0.0,
-    out: Path | None = None,
-    retrain: bool = False,
-    device: str | None = None,
-) -> dict:
-    """Run the pipeline and return the summary dictionary (also the CLI's JSON output)."""
+def device_name(text: str) -> str:
+    """`text` if it names a device this machine has: cpu, cuda, cuda:N or mps."""
+    try:
+        dev = torch.device(text)
+    except (RuntimeError, TypeError) as e:
+        raise ValueError(
+            f"{describe(text)} is not a device; use cpu, cuda or mps"
+        ) from e
+    if dev.type == "cuda" and not (
+        torch.cuda.is_available() and (dev.index or 0) < torch.cuda.device_count()
+    ):
+        raise ValueError(f"{describe(text)}: no such CUDA device here; use cpu")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"{describe(text)}: MPS is not available here; use cpu")
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"{describe(text)} is not supported; use cpu, cuda or mps")
+    return text
+
+
+@dataclass(frozen=True)
+class PizzaRunConfig:
+    """Settings of the pizza run; each field is a `python -m dpolib.pizza` option."""
+
+    seed: int = cli("seed of sampling, pairs and the run", default=0)
+    beta: float = cli("DPO's KL strength (> 0)", default=0.5)
+    num_train_epochs: int = cli("DPO epochs", default=20, flags=("--epochs",))
+    learning_rate: float = cli("Adam's learning rate", default=1e-4, flags=("--lr",))
+    n_pairs: int = cli("preference pairs", default=100, flags=("--pairs",))
+    n_eval: int = cli("samples drawn to measure the pizza share", default=1000)
+    anchor_weight: float = cli(
+        "weight of the KL anchor on the other people (0: plain DPO)", default=0.0
+    )
+    out: str | None = cli(
+        "folder for the final checkpoint", default=None, parse=writable_folder
+    )
+    retrain: bool = cli(
+        "pretrain the food model instead of loading the shipped one", default=False
+    )
+    device: str | None = cli(
+        "cpu, cuda or mps (default: the best available)",
+        default=None,
+        parse=device_name,
+    )
+
+    def __post_init__(self) -> None:
+        seed = check_int("seed", self.seed, 0)
+        if seed >= 2**63:
+            raise ValueError(f"seed must be below 2**63, got {describe(seed)}")
+        check_finite("beta", self.beta, 0.0, strict=True)
+        check_int("num_train_epochs", self.num_train_epochs, 1)
+        check_finite("learning_rate", self.learning_rate, 0.0, strict=True)
+        check_int("n_pairs", self.n_pairs, 1)
+        check_int("n_eval", self.n_eval, 1)
+        check_finite("anchor_weight", self.anchor_weight, 0.0)
+        check_bool("retrain", self.retrain)
+        if self.out is not None:
+            # a str, so that asdict(config) loads back with weights_only=True
+            object.__setattr__(self, "out", str(writable_folder(str(self.out))))
+        if self.device is not None:
+            device_name(self.device)
+
+    def dpo_config(self) -> DPOConfig:
+        """The DPOConfig this run trains with (full batch, plain sums of log-probs)."""
+        return DPOConfig(beta=self.beta, num_train_epochs=self.num_train_epochs)
+
+
+def run(config: PizzaRunConfig | None = None, **overrides: Any) -> dict:
+    """Run the pipeline with `config` (default PizzaRunConfig()) and any fields replaced
+    by `overrides`; returns the summary dictionary (also the CLI's JSON output)."""
+    cfg = replace(config or PizzaRunConfig(), **overrides)
     t0 = time.perf_counter()
-    generator = seed_everything(seed)
-    dev = get_device(device)
-    if retrain or not shipped_checkpoint_path().is_file():
+    generator = seed_everything(cfg.seed)
+    dev = get_device(cfg.device)
+    if cfg.retrain or not shipped_checkpoint_path().is_file():
         reference, tokenizer, _ = train_food_model(progress=False, device=dev)
         pretrained_here = True
     else:
@@ -71,37 +149,34 @@ def run(
         pretrained_here = False
     t_model = time.perf_counter()
     prompt = prompt_for(PERSON)
-    before = sample_report(reference, tokenizer, prompt, n_eval, generator, TARGET)
+    before = sample_report(reference, tokenizer, prompt, cfg.n_eval, generator, TARGET)
     candidates = [
         s.completion
         for s in reference.sample_batch(tokenizer, prompt, 500, generator=generator)
     ]
-    pairs = build_preference_pairs(prompt, candidates, pizza_reward, n_pairs, generator)
+    pairs = build_preference_pairs(
+        prompt, candidates, pizza_reward, cfg.n_pairs, generator
+    )
     policy = copy.deepcopy(reference)
-    optimizer = torch.optim.Adam(policy.parameters(), lr=lr)
-    anchor = other_people_anchor(anchor_weight) if anchor_weight > 0 else None
+    optimizer = torch.optim.Adam(policy.parameters(), lr=cfg.learning_rate)
+    anchor = other_people_anchor(cfg.anchor_weight) if cfg.anchor_weight > 0 else None
+    dpo = cfg.dpo_config()
     t_train = time.perf_counter()
-    policy, history = run_dpo_episodes(
-        epochs,
-        pairs,
+    policy, history = train_dpo(
         policy,
         reference,
-        optimizer,
         tokenizer,
-        beta=beta,
+        pairs,
+        optimizer,
+        dpo,
         anchor=anchor,
         progress=False,
     )
     train_seconds = time.perf_counter() - t_train
-    after = sample_report(policy, tokenizer, prompt, n_eval, generator, TARGET)
+    after = sample_report(policy, tokenizer, prompt, cfg.n_eval, generator, TARGET)
     moved = drift(policy, reference, tokenizer, [p for p in PEOPLE if p != PERSON])
-    summary = {
-        "seed": seed,
-        "beta": beta,
-        "epochs": epochs,
-        "lr": lr,
-        "pairs": n_pairs,
-        "anchor_weight": anchor_weight,
+    summary: dict[str, Any] = {
+        **asdict(cfg),
         "device": str(dev),
         "pretrained_here": pretrained_here,
         "pizza_frequency_before": before.target_frequency,
@@ -115,15 +190,17 @@ def run(
         "seconds_dpo": train_seconds,
         "seconds_total": time.perf_counter() - t0,
     }
-    if out is not None:
+    if cfg.out is not None:
         path = save_checkpoint(
-            Path(out) / "pizza_policy.pt",
+            Path(cfg.out) / "pizza_policy.pt",
             policy,
             tokenizer,
             optimizer,
-            step=epochs,
+            step=cfg.num_train_epochs,
             kind="dpo",
             history=history,
+            config=asdict(dpo),
+            run=asdict(cfg),
             summary=summary,
         )
         summary["checkpoint"] = str(path)
@@ -132,44 +209,10 @@ def run(
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(
-        prog="python -m dpolib.pizza", description=__doc__.splitlines()[0]
+        prog="python -m dpolib.pizza", description=(__doc__ or "").splitlines()[0]
     )
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--beta", type=float, default=0.5, help="DPO's KL strength (> 0)")
-    ap.add_argument("--epochs", type=int, default=20)
-    ap.add_argument("--lr", type=float, default=1e-4)
-    ap.add_argument("--pairs", type=int, default=100)
-    ap.add_argument(
-        "--anchor-weight",
-        type=float,
-        default=0.0,
-        help="weight of the KL anchor on the other people (0: plain DPO)",
-    )
-    ap.add_argument(
-        "--out", type=Path, default=None, help="folder for the final checkpoint"
-    )
-    ap.add_argument(
-        "--retrain",
-        action="store_true",
-        help="pretrain the food model instead of loading the shipped one",
-    )
-    ap.add_argument(
-        "--device", default=None, help="cpu, cuda or mps (default: the best available)"
-    )
-    args = ap.parse_args(argv)
-    if args.beta <= 0:
-        ap.error(f"--beta must be > 0, got {args.beta}")
-    summary = run(
-        args.seed,
-        args.beta,
-        args.epochs,
-        args.lr,
-        args.pairs,
-        anchor_weight=args.anchor_weight,
-        out=args.out,
-        retrain=args.retrain,
-        device=args.device,
-    )
+    add_arguments(ap, PizzaRunConfig)
+    summary = run(from_arguments(PizzaRunConfig, ap.parse_args(argv)))
     print(
         json.dumps(
             {
