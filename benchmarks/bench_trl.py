@@ -23,7 +23,8 @@ import torch
 
 from dpolib import load_food_model, run_dpo_episodes, seed_everything
 from dpolib.hf import to_hf_model, to_hf_tokenizer
-from dpolib.trl_run import dpo_config, pizza_pairs, train_trl_dpo
+from dpolib.pizza.trl import pizza_pairs
+from dpolib.trl_run import dpo_config, train_trl_dpo
 
 
 def timed_run(fn) -> tuple[float, float]:

@@ -16,7 +16,7 @@ from dataclasses import MISSING, Field, asdict, dataclass, field, fields
 from typing import Any, Callable
 
 from .errors import describe
-from .losses import ABLATIONS, LOSS_TYPES, check_beta
+from .losses import ABLATIONS, LOSS_TYPES, PRACTICE_LOSS_TYPES, check_beta
 
 __all__ = [
     "DPOConfig",
@@ -95,13 +95,25 @@ class DPOConfig:
     checkpoint_dir: str | None = None  # folder for dpo_epoch_NNNN.pt files
     checkpoint_every: int | None = None  # epochs between checkpoints; None: at the end
     print_every: int | None = None  # epochs between printed lines; None: silent
+    # weights of the practitioners' variants (dpolib.losses.practice_loss)
+    rpo_alpha: float = 1.0  # "rpo": weight of the NLL per token of the chosen answer
+    dpop_lambda: float = 5.0  # "dpop": DPO-Positive's penalty on a falling u(y_w)
+    simpo_gamma: float = 1.0  # "simpo": target reward margin
 
     def __post_init__(self) -> None:
         check_beta(self.beta)
         object.__setattr__(self, "beta", float(self.beta))
-        if self.loss_type not in LOSS_TYPES + ABLATIONS:
+        if self.loss_type not in LOSS_TYPES + ABLATIONS + PRACTICE_LOSS_TYPES:
             raise ValueError(
-                f"loss_type must be one of {LOSS_TYPES}, got {describe(self.loss_type)}"
+                f"loss_type must be one of {LOSS_TYPES + PRACTICE_LOSS_TYPES}, got "
+                f"{describe(self.loss_type)}"
+            )
+        for name in ("rpo_alpha", "dpop_lambda", "simpo_gamma"):
+            object.__setattr__(self, name, check_finite(name, getattr(self, name), 0.0))
+        if self.loss_type in PRACTICE_LOSS_TYPES and self.average_logprobs:
+            raise ValueError(
+                f"loss_type {self.loss_type!r} divides by the completion's length "
+                "itself; leave average_logprobs=False"
             )
         ls = check_finite("label_smoothing", self.label_smoothing, 0.0)
         if ls >= 0.5:

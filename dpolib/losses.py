@@ -332,7 +332,6 @@ def token_kl_to_reference(
 # SimPO. They need more than the margin d (the chosen log-ratio alone, or the lengths),
 # so they sit beside `preference_losses` rather than inside it.
 # --------------------------------------------------------------------------------------
-from .errors import describe  # noqa: E402  (here, so the block stays self-contained)
 
 PRACTICE_LOSS_TYPES = ("rpo", "dpop", "sigmoid_norm", "simpo")
 

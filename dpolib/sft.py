@@ -11,8 +11,8 @@ from tqdm.auto import tqdm
 from .errors import describe
 from .logprobs import SequenceBatch, batch_token_logprobs, build_batch
 from .model import GPT
+from .pretrain import NonFiniteLossError, progress_disabled
 from .tokenizer import CharTokenizer
-from .train import NonFiniteLossError, _progress_disabled
 
 
 def sft_loss(
@@ -96,7 +96,7 @@ def sft(
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     model.train()
     losses = []
-    for _ in tqdm(range(steps), desc="SFT", disable=_progress_disabled(progress)):
+    for _ in tqdm(range(steps), desc="SFT", disable=progress_disabled(progress)):
         loss = sft_loss(model, batch, w)
         if not torch.isfinite(loss):
             raise NonFiniteLossError(

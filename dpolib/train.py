@@ -29,7 +29,13 @@ from .logprobs import (
     build_batch,
     build_pair_batch,
 )
-from .losses import check_beta, dpo_loss, token_kl_to_reference
+from .losses import (
+    PRACTICE_LOSS_TYPES,
+    check_beta,
+    dpo_loss,
+    practice_loss,
+    token_kl_to_reference,
+)
 from .model import GPT
 from .pretrain import NonFiniteLossError, pretrain, progress_disabled, warmup_cosine
 from .tokenizer import CharTokenizer
@@ -187,16 +193,31 @@ def dpo_step(
     rows = prepared.data.rows.select(needed)
     logps = batch_logprobs(policy, rows, config.average_logprobs)
     n = len(idx)
-    out = dpo_loss(
-        logps[inverse[:n]],  # policy, chosen
-        logps[inverse[n:]],  # policy, rejected
-        prepared.ref_logps[ci],
-        prepared.ref_logps[ri],
-        config.beta,
-        config.loss_type,
-        config.label_smoothing,
-    )
+    pc, pr = logps[inverse[:n]], logps[inverse[n:]]  # policy, chosen and rejected
+    rc, rr = prepared.ref_logps[ci], prepared.ref_logps[ri]
+    if config.loss_type in PRACTICE_LOSS_TYPES:
+        lengths = rows.completion_mask.sum(-1).float()  # tokens, end token included
+        lc, lr = lengths[inverse[:n]], lengths[inverse[n:]]
+        out = practice_loss(
+            pc,
+            pr,
+            rc,
+            rr,
+            config.beta,
+            config.loss_type,
+            chosen_lengths=lc,
+            rejected_lengths=lr,
+            rpo_alpha=config.rpo_alpha,
+            dpop_lambda=config.dpop_lambda,
+            simpo_gamma=config.simpo_gamma,
+        )
+    else:
+        out = dpo_loss(
+            pc, pr, rc, rr, config.beta, config.loss_type, config.label_smoothing
+        )
     loss, record = out.loss, out.metrics()
+    if config.loss_type in PRACTICE_LOSS_TYPES:
+        record["nll/chosen"] = float((-pc.detach() / lc).mean())
     if prepared.anchor is not None:
         kl = _anchor_kl(policy, prepared)
         loss = loss + prepared.anchor.weight * kl

@@ -3,7 +3,7 @@ import copy
 import pytest
 import torch
 
-from dpolib.evaluate import completion_distribution
+from dpolib import completion_distribution
 from dpolib.model import Sample
 from dpolib.online import (
     NoAcceptableSampleError,

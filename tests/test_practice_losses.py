@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from dpolib.data import PreferencePair
-from dpolib.evaluate import completion_distribution
+from dpolib import completion_distribution
 from dpolib.losses import PRACTICE_LOSS_TYPES, dpo_loss, practice_loss
 from dpolib.train import run_dpo_episodes
 from dpolib.variants import run_variant_episodes

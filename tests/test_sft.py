@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from dpolib.evaluate import completion_distribution
+from dpolib import completion_distribution
 from dpolib.logprobs import build_batch
 from dpolib.sft import sft, sft_loss
 

@@ -16,6 +16,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from dpolib.hf import from_hf_model, to_hf_model, to_hf_tokenizer  # noqa: E402
 from dpolib.losses import dpo_loss  # noqa: E402
+from dpolib.pizza.trl import pizza_pairs  # noqa: E402
 from dpolib.train import run_dpo_episodes  # noqa: E402
 from dpolib.trl_map import (  # noqa: E402
     config_mapping,
@@ -27,7 +28,6 @@ from dpolib.trl_run import (  # noqa: E402
     METRICS,
     dpo_config,
     pairs_to_dataset,
-    pizza_pairs,
     real_model_run,
     train_trl_dpo,
 )
@@ -262,7 +262,7 @@ def test_two_processes_match_one(tmp_path):
     common = ["--epochs", "3", "--workdir", str(tmp_path / "w")]
     one, two = tmp_path / "one.json", tmp_path / "two.json"
     subprocess.run(
-        [sys.executable, "-m", "dpolib.trl_run", *common, "--out", str(one)],
+        [sys.executable, "-m", "dpolib.pizza.trl", *common, "--out", str(one)],
         env=env,
         check=True,
         capture_output=True,
@@ -271,7 +271,7 @@ def test_two_processes_match_one(tmp_path):
     launch += ["--num_processes", "2", "--num_machines", "1"]
     launch += ["--mixed_precision", "no", "--dynamo_backend", "no"]
     subprocess.run(
-        [*launch, "-m", "dpolib.trl_run", *common, "--out", str(two)],
+        [*launch, "-m", "dpolib.pizza.trl", *common, "--out", str(two)],
         env=env,
         check=True,
         capture_output=True,
@@ -288,7 +288,7 @@ def test_accelerate_configs_parse(name, tmp_path):
     """As far as a CPU can test them: accelerate reads each file into its config."""
     from accelerate.commands.config.config_args import ClusterConfig
 
-    from dpolib.trl_scale import ACCELERATE_CONFIGS
+    from dpolib.course.trl_scale import ACCELERATE_CONFIGS
 
     path = tmp_path / f"{name}.yaml"
     path.write_text(ACCELERATE_CONFIGS[name])
@@ -303,7 +303,7 @@ def test_accelerate_configs_parse(name, tmp_path):
 
 def test_scale_table_from_the_memory_calculator():
     from dpolib.course.memory import GB, pipeline_memory
-    from dpolib.trl_scale import scale_table
+    from dpolib.course.trl_scale import scale_table
 
     rows = {r.size: r for r in scale_table(8)}
     assert rows["7B"].one_gpu == pytest.approx(7e9 * (16 + 2) / GB)

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .course.memory import GB, pipeline_memory
+from .memory import GB, pipeline_memory
 
-# accelerate launch --config_file <file> -m dpolib.trl_run: the YAML of each setup.
+# accelerate launch --config_file <file> -m dpolib.pizza.trl: the YAML of each setup.
 ACCELERATE_CONFIGS: dict[str, str] = {
     "1gpu": """\
 compute_environment: LOCAL_MACHINE
