@@ -1,4 +1,5 @@
-"""The bandit: closed-form optimum, DPO recovering it (exactly and from samples), beta's direction, input checks."""
+"""The bandit: closed-form optimum, DPO recovering it (exactly and from samples), beta's
+direction, input checks."""
 
 import math
 
@@ -26,7 +27,8 @@ BETA = 1.0
 
 @pytest.fixture(autouse=True, scope="module")
 def one_thread():
-    # tiny tensors: one thread is several times faster on a shared machine, and reproducible
+    # tiny tensors: one thread is several times faster on a shared machine, and
+    # reproducible
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
@@ -166,7 +168,8 @@ def test_beta_direction(bandit):
     # small beta: all mass on the best response
     assert float(optimal_policy(pi_ref, r, 1e-3)[int(torch.argmax(r))]) > 1 - 1e-6
     curve = tradeoff_curve(pi_ref, r, torch.logspace(-2, 2, 30))
-    # as beta grows, KL to the reference and expected reward both fall (flat where pi* is already one-hot)
+    # as beta grows, KL to the reference and expected reward both fall (flat where pi*
+    # is already one-hot)
     assert (curve.kl.diff() <= 0).all() and float(curve.kl[-1]) < float(
         curve.kl[0]
     ) / 100

@@ -1,4 +1,5 @@
-"""dpolib.course.plots: the figures show the numbers they are given, label everything, and leave matplotlib's state alone."""
+"""dpolib.course.plots: the figures show the numbers they are given, label everything,
+and leave matplotlib's state alone."""
 
 from __future__ import annotations
 
@@ -32,7 +33,8 @@ TRL_METRICS = [
 
 
 def _history(n: int = 5, shift: float = 0.0) -> list[dict]:
-    """A made-up but well-formed DPO log: records built by dpo_loss itself, as run_dpo_episodes does."""
+    """A made-up but well-formed DPO log: records built by dpo_loss itself, as
+    run_dpo_episodes does."""
     import torch
 
     rows = []

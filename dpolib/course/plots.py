@@ -1,8 +1,10 @@
-"""Training-diagnostic figures: DPO history curves (TRL's metric names), per-person food heat maps, drift bars.
+"""Training-diagnostic figures: DPO history curves (TRL's metric names), per-person food
+heat maps, drift bars.
 
-Every function draws a new figure in the course style (`dpolib.course.viz.course_style`, applied only while the
-figure is built: matplotlib's global settings are left alone) and returns it without showing it, so a
-notebook cell ends with `plt.show()` once per figure.
+Every function draws a new figure in the course style (`dpolib.course.viz.course_style`,
+applied only while the figure is built: matplotlib's global settings are left alone) and
+returns it without showing it, so a notebook cell ends with `plt.show()` once per
+figure.
 """
 
 from __future__ import annotations
@@ -25,8 +27,8 @@ __all__ = [
     "plot_history",
 ]
 
-# One panel per question a DPO log answers, with the metric names Hugging Face TRL's DPOTrainer logs.
-# (title, y-axis label, metrics drawn in that panel)
+# One panel per question a DPO log answers, with the metric names Hugging Face TRL's
+# DPOTrainer logs. (title, y-axis label, metrics drawn in that panel)
 HISTORY_PANELS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("loss", "DPO loss (nats)", ("loss",)),
     (
@@ -35,8 +37,8 @@ HISTORY_PANELS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
         ("rewards/chosen", "rewards/rejected", "rewards/margins"),
     ),
     ("accuracy", "share of pairs ordered right", ("rewards/accuracies",)),
-    # chosen and rejected apart: the chosen curve moves by tenths of a nat, the rejected by tens, and a fall
-    # of the chosen one (likelihood displacement) must stay visible
+    # chosen and rejected apart: the chosen curve moves by tenths of a nat, the rejected
+    # by tens, and a fall of the chosen one (likelihood displacement) must stay visible
     ("chosen log-prob", "log pi(y_w|x) (nats)", ("logps/chosen",)),
     ("rejected log-prob", "log pi(y_l|x) (nats)", ("logps/rejected",)),
 )
@@ -60,7 +62,8 @@ def _as_runs(history: Any) -> dict[str, list[dict]]:
         runs = {"": list(history)}
     else:
         raise TypeError(
-            f"history must be the list of dicts returned by run_dpo_episodes, or a dict of such lists by label; "
+            f"history must be the list of dicts returned by run_dpo_episodes, or a "
+            f"dict of such lists by label; "
             f"got {type(history).__name__}"
         )
     if not runs:
@@ -68,11 +71,13 @@ def _as_runs(history: Any) -> dict[str, list[dict]]:
     for label, rows in runs.items():
         if not rows:
             raise ValueError(
-                f"history {label!r} is empty: train for at least one epoch before plotting it"
+                f"history {label!r} is empty: train for at least one epoch before "
+                f"plotting it"
             )
         if not all(isinstance(r, Mapping) for r in rows):
             raise TypeError(
-                f"history {label!r} must be a list of dicts (one per step), as run_dpo_episodes returns"
+                f"history {label!r} must be a list of dicts (one per step), as "
+                f"run_dpo_episodes returns"
             )
     return runs
 
@@ -81,7 +86,8 @@ def _series(rows: list[dict], key: str, label: str) -> list[float]:
     missing = [i for i, r in enumerate(rows) if key not in r]
     if missing:
         raise ValueError(
-            f"metric {key!r} is missing from step {missing[0] + 1} of history {label!r}; "
+            f"metric {key!r} is missing from step {missing[0] + 1} of history "
+            f"{label!r}; "
             f"it has {sorted(rows[missing[0]])}"
         )
     return [float(r[key]) for r in rows]
@@ -96,19 +102,22 @@ def plot_history(
     mark: float | None = None,
     mark_label: str | None = None,
 ) -> Figure:
-    """Curves of a DPO run's log: loss, rewards/{chosen,rejected,margins}, rewards/accuracies, logps/{chosen,rejected}.
+    """Curves of a DPO run's log: loss, rewards/{chosen,rejected,margins},
+    rewards/accuracies, logps/{chosen,rejected}.
 
-    `history` is what `run_dpo_episodes` returns, or a dict label -> history to compare runs (one line
-    style per run). `extra` adds panels for other keys of the records, {panel title: (y-axis label,
-    [keys])}: e.g. a KL to the reference measured after each step and stored in the records as
-    `record["exact/KL"]`. `mark` draws a vertical dashed line at that x (e.g. where a run was stopped).
+    `history` is what `run_dpo_episodes` returns, or a dict label -> history to compare
+    runs (one line style per run). `extra` adds panels for other keys of the records,
+    {panel title: (y-axis label, [keys])}: e.g. a KL to the reference measured after
+    each step and stored in the records as `record["exact/KL"]`. `mark` draws a vertical
+    dashed line at that x (e.g. where a run was stopped).
     """
     runs = _as_runs(history)
     if x not in ("epoch", "step"):
         raise ValueError(f"x must be 'epoch' or 'step', got {x!r}")
     if len(runs) > len(_LINESTYLES):
         raise ValueError(
-            f"at most {len(_LINESTYLES)} runs fit in one figure (one line style each), got {len(runs)}"
+            f"at most {len(_LINESTYLES)} runs fit in one figure (one line style "
+            f"each), got {len(runs)}"
         )
     panels = list(HISTORY_PANELS)
     for name, spec in (extra or {}).items():
@@ -189,14 +198,16 @@ def plot_distribution_heatmap(
     annotate: bool = True,
     colorbar_label: str | None = None,
 ) -> Figure:
-    """Heat map of p(food | person): one row per person, one column per food (OTHER last when it has mass).
+    """Heat map of p(food | person): one row per person, one column per food (OTHER last
+    when it has mass).
 
-    With `reference`, the map shows the difference table - reference instead (red up, blue down), so a drift
-    from the reference model is visible person by person.
+    With `reference`, the map shows the difference table - reference instead (red up,
+    blue down), so a drift from the reference model is visible person by person.
     """
     if not isinstance(table, Mapping) or not table:
         raise ValueError(
-            "table must be a non-empty dict person -> {food: probability}, e.g. distribution_table(model, tokenizer)"
+            "table must be a non-empty dict person -> {food: probability}, e.g. "
+            "distribution_table(model, tokenizer)"
         )
     people = list(people) if people is not None else list(table)
     if foods is None:
@@ -278,11 +289,13 @@ def plot_drift_bars(
     log: bool = False,
     title: str | None = None,
 ) -> Figure:
-    """Grouped bars, one group per person, one bar per run: how far each person's food distribution moved.
+    """Grouped bars, one group per person, one bar per run: how far each person's food
+    distribution moved.
 
-    `drifts` maps a run label to the output of `dpolib.drift(policy, reference, tokenizer, people)`;
-    `metric` is "tvd" or "kl". `threshold` draws a dashed line (e.g. the tolerance a remedy must meet);
-    `log` uses a logarithmic axis, so a run that barely moves stays visible next to one that moves a lot.
+    `drifts` maps a run label to the output of `dpolib.drift(policy, reference,
+    tokenizer, people)`; `metric` is "tvd" or "kl". `threshold` draws a dashed line
+    (e.g. the tolerance a remedy must meet); `log` uses a logarithmic axis, so a run
+    that barely moves stays visible next to one that moves a lot.
     """
     if metric not in ("tvd", "kl"):
         raise ValueError(f"metric must be 'tvd' or 'kl', got {metric!r}")
@@ -295,12 +308,14 @@ def plot_drift_bars(
     for label, d in drifts.items():
         if list(d) != people:
             raise ValueError(
-                f"run {label!r} covers {list(d)}, but the first run covers {people}; compare the same people"
+                f"run {label!r} covers {list(d)}, but the first run covers {people}; "
+                f"compare the same people"
             )
         for p in people:
             if metric not in d[p]:
                 raise ValueError(
-                    f"run {label!r} has no {metric!r} for {p!r}; pass dpolib.drift(...) output"
+                    f"run {label!r} has no {metric!r} for {p!r}; pass "
+                    f"dpolib.drift(...) output"
                 )
     width = 0.8 / len(labels)
     with course_style():

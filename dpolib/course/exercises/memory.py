@@ -104,9 +104,7 @@ def _memory_cases() -> list[_Case]:
 
 
 def check_training_memory(fn: Callable, *, quiet: bool = False) -> CheckResult:
-    """Check fn(n_params, precision, n_moments) = the bytes of one trained model's
-    states:
-    n_params * (2 w + master + 4 n_moments), master = 4 unless precision is fp32."""
+    """Check fn(n_params, precision, n_moments) = bytes of one trained model's states."""
     check = _Check(
         "check_training_memory",
         names=_MEMORY_NAMES,
