@@ -104,7 +104,7 @@ def _memory_cases() -> list[_Case]:
 
 
 def check_training_memory(fn: Callable, *, quiet: bool = False) -> CheckResult:
-    """Check fn(n_params, precision, n_moments) = bytes of one trained model's states."""
+    """Check fn(n_params, precision, n_moments) = bytes of a trained model's states."""
     check = _Check(
         "check_training_memory",
         names=_MEMORY_NAMES,
