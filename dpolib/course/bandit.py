@@ -5,10 +5,13 @@ Notation: pi_ref the reference distribution over the K responses, r their reward
 > 0, pi* = pi_ref exp(r/beta) / Z with Z = sum_y pi_ref(y) exp(r(y)/beta). Everything is
 computed in float64: the checks compare KL divergences down to 1e-12.
 
-DPO's minimiser is pi* only under two assumptions, which this module makes true by
-construction: the preferences follow Bradley-Terry with the same reward r, P(y_w > y_l)
-= sigma(r(y_w) - r(y_l)), and pi_ref gives every response positive probability, so every
-pair can appear in the data. Real preference data satisfies neither exactly.
+DPO's minimiser is pi* under two assumptions: the preferences follow Bradley-Terry with
+the same reward r, P(y_w > y_l) = sigma(r(y_w) - r(y_l)), and the comparison graph (the
+responses as nodes, an edge for every pair compared with positive weight) is connected.
+Then the fitted log-ratios are pinned up to one constant: not every pair needs to appear
+(the K - 1 adjacent pairs of a chain suffice), and how pairs are drawn only shapes the
+finite-sample error. Two groups that are never compared with each other keep one free
+constant each. Real preference data satisfies neither assumption exactly.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import Sequence
 
 import torch
 
+from ..errors import describe
 from ..losses import check_beta, dpo_loss
 
 DTYPE = torch.float64
@@ -199,27 +203,76 @@ def _check_logits(logits: torch.Tensor, k: int) -> torch.Tensor:
     return logits
 
 
+def _check_compared(compared: object, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    try:
+        pairs = [(int(i), int(j)) for i, j in compared]  # type: ignore[attr-defined]
+    except (TypeError, ValueError):
+        raise TypeError(
+            f"compared must be a list of (i, j) index pairs, got {describe(compared)}"
+        ) from None
+    if not pairs or any(i == j or not (0 <= i < k and 0 <= j < k) for i, j in pairs):
+        raise ValueError(
+            f"compared must list pairs of different responses in [0, {k - 1}], got "
+            f"{describe(compared)}"
+        )
+    unique = sorted({(min(i, j), max(i, j)) for i, j in pairs})
+    i = torch.tensor([a for a, _ in unique] + [b for _, b in unique])
+    j = torch.tensor([b for _, b in unique] + [a for a, _ in unique])
+    return i, j
+
+
 def expected_dpo_loss(
-    logits_theta: torch.Tensor, pi_ref: ArrayLike, rewards: ArrayLike, beta: float
+    logits_theta: torch.Tensor,
+    pi_ref: ArrayLike,
+    rewards: ArrayLike,
+    beta: float,
+    compared: Sequence[tuple[int, int]] | None = None,
 ) -> torch.Tensor:
     """E[-log sigma(beta d)] over pairs y_1, y_2 ~ pi_ref (y_1 != y_2) labelled by
     Bradley-Terry with reward r.
 
     Ordered pair (w, l) gets weight pi_ref(w) pi_ref(l) sigma(r(w) - r(l)); the loss is
     the weighted mean of `dpolib.losses.dpo_loss` over the K(K-1) ordered pairs,
-    differentiable in `logits_theta` (pi_theta = softmax). Its minimiser is pi* because
-    every pair has positive weight and the labels follow Bradley-Terry.
+    differentiable in `logits_theta` (pi_theta = softmax). With `compared`, a list of
+    unordered pairs (i, j), only those pairs are compared, each with weight 1 (w, l
+    weighted sigma(r(w) - r(l))). Its minimiser is pi* exactly when the compared pairs
+    form a connected graph: every pair has positive weight here.
     """
     check_beta(beta)
     pi_ref, rewards = _check_pair(pi_ref, rewards, positive=True)
     logits = _check_logits(logits_theta, pi_ref.numel())
-    chosen, rejected = _all_pairs(pi_ref.numel())
-    weights = (
-        pi_ref[chosen]
-        * pi_ref[rejected]
-        * torch.sigmoid(rewards[chosen] - rewards[rejected])
-    )
+    if compared is None:
+        chosen, rejected = _all_pairs(pi_ref.numel())
+        draw = pi_ref[chosen] * pi_ref[rejected]
+    else:
+        chosen, rejected = _check_compared(compared, pi_ref.numel())
+        draw = torch.ones(chosen.numel(), dtype=DTYPE)
+    weights = draw * torch.sigmoid(rewards[chosen] - rewards[rejected])
     return _pair_loss(logits.to(DTYPE), pi_ref, chosen, rejected, weights, beta)
+
+
+def comparison_components(
+    k: int, chosen: torch.Tensor, rejected: torch.Tensor
+) -> list[list[int]]:
+    """The connected components of the comparison graph: K responses, one edge per
+    compared pair; DPO pins the log-ratios within a component up to one constant."""
+    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 2:
+        raise ValueError(f"k must be an int >= 2 (responses), got {describe(k)}")
+    chosen, rejected = _check_index_pairs((chosen, rejected), int(k))
+    parent = list(range(k))
+
+    def root(a: int) -> int:
+        while parent[a] != a:
+            parent[a] = parent[parent[a]]
+            a = parent[a]
+        return a
+
+    for a, b in zip(chosen.tolist(), rejected.tolist()):
+        parent[root(a)] = root(b)
+    groups: dict[int, list[int]] = {}
+    for a in range(k):
+        groups.setdefault(root(a), []).append(a)
+    return sorted(groups.values())
 
 
 def sample_preference_pairs(
@@ -321,23 +374,30 @@ def fit_dpo(
     steps: int = 50,
     lr: float | None = None,
     init_logits: torch.Tensor | None = None,
+    compared: Sequence[tuple[int, int]] | None = None,
 ) -> DPOFit:
     """Minimise the DPO loss over a softmax policy's logits, starting at pi_ref (or
     `init_logits`).
 
     Give exactly one of `rewards` (the exact expected loss of `expected_dpo_loss`) or
     `pairs` = (chosen, rejected) index tensors (the mean loss over those pairs; repeated
-    pairs are merged into counts, same value and gradient). method 'lbfgs' runs `steps`
+    pairs are merged into counts, same value and gradient); with `rewards`, `compared`
+    restricts the exact loss to those unordered pairs. method 'lbfgs' runs `steps`
     L-BFGS rounds of up to 20 iterations; 'adam' runs `steps` Adam steps (lr 0.05). With
     finitely many pairs the minimiser is the maximum-likelihood fit to those pairs, not
-    pi*; if the data are separable (some response never loses) that fit pushes logits
-    without bound, and `steps` stops it.
+    pi*, and it may not exist: if the data are separable (some response never loses)
+    that fit pushes logits without bound, and `steps` stops it.
     """
     check_beta(beta)
     if (rewards is None) == (pairs is None):
         raise ValueError(
             "give exactly one of rewards (exact expected loss) or pairs (sampled "
             "preference data)"
+        )
+    if compared is not None and rewards is None:
+        raise ValueError(
+            "compared restricts the exact expected loss: pass it with rewards, not "
+            "with pairs (sampled pairs already say which responses were compared)"
         )
     pi_ref = _check_probs(pi_ref, "pi_ref", positive=True)
     k = pi_ref.numel()
@@ -346,7 +406,7 @@ def fit_dpo(
         pi_ref, rewards = _check_pair(pi_ref, rewards, positive=True)
 
         def loss_fn(theta: torch.Tensor) -> torch.Tensor:
-            return expected_dpo_loss(theta, pi_ref, rewards, beta)
+            return expected_dpo_loss(theta, pi_ref, rewards, beta, compared)
     else:
         chosen, rejected = _check_index_pairs(pairs, k)
         # merge repeated (chosen, rejected) rows: with K responses there are at most
