@@ -541,11 +541,12 @@ def plot_token_mask(tokenizer: Any, batch: Any, *, title: str | None = None) -> 
             handles,
             labels,
             loc="upper center",
-            bbox_to_anchor=(0.5, -0.08),
+            bbox_to_anchor=(0.5, -0.3),
             ncol=4,
             fontsize=7,
             frameon=False,
         )
+        ax.grid(False)  # the cells are the grid
         ax.set_xlim(0, cols)
         ax.set_ylim(0, rows)
         ax.set_xticks([c + 0.47 for c in range(0, cols, 2)], range(0, cols, 2))
