@@ -1,4 +1,5 @@
-"""The bandit: closed-form optimum, DPO recovering it (exactly and from samples), beta's direction, input checks."""
+"""The bandit: closed-form optimum, DPO recovering it (exactly and from samples), beta's
+direction, input checks."""
 
 import math
 
@@ -6,6 +7,7 @@ import pytest
 import torch
 
 from dpolib.course.bandit import (
+    comparison_components,
     expected_dpo_loss,
     expected_reward,
     fit_dpo,
@@ -26,7 +28,8 @@ BETA = 1.0
 
 @pytest.fixture(autouse=True, scope="module")
 def one_thread():
-    # tiny tensors: one thread is several times faster on a shared machine, and reproducible
+    # tiny tensors: one thread is several times faster on a shared machine, and
+    # reproducible
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
@@ -166,7 +169,8 @@ def test_beta_direction(bandit):
     # small beta: all mass on the best response
     assert float(optimal_policy(pi_ref, r, 1e-3)[int(torch.argmax(r))]) > 1 - 1e-6
     curve = tradeoff_curve(pi_ref, r, torch.logspace(-2, 2, 30))
-    # as beta grows, KL to the reference and expected reward both fall (flat where pi* is already one-hot)
+    # as beta grows, KL to the reference and expected reward both fall (flat where pi*
+    # is already one-hot)
     assert (curve.kl.diff() <= 0).all() and float(curve.kl[-1]) < float(
         curve.kl[0]
     ) / 100
@@ -241,3 +245,59 @@ def test_frontier_reward(bandit):
         )
     with pytest.raises(ValueError, match="kl_budget"):
         frontier_reward(pi_ref, r, -1.0)
+
+
+def test_a_connected_chain_of_comparisons_recovers_pi_star():
+    pi_ref, rewards = make_bandit(8, torch.Generator().manual_seed(3))
+    chain = [(i, i + 1) for i in range(7)]
+    target = optimal_policy(pi_ref, rewards, 1.0)
+    fit = fit_dpo(pi_ref, 1.0, rewards=rewards, compared=chain, steps=20)
+    assert kl(fit.policy, target) < 1e-12
+    # two groups never compared with each other: each keeps its own free constant
+    split = [(0, 1), (1, 2), (2, 3), (4, 5), (5, 6), (6, 7)]
+    start = torch.log(pi_ref).clone()
+    start[4:] += 2.0  # a different constant for the second group
+    cut = fit_dpo(
+        pi_ref, 1.0, rewards=rewards, compared=split, steps=20, init_logits=start
+    )
+    assert kl(cut.policy, target) > 1e-3
+    # within each group the log-ratios match pi*'s up to a constant
+    u_fit = torch.log(cut.policy / pi_ref)
+    u_star = torch.log(target / pi_ref)
+    for group in ([0, 1, 2, 3], [4, 5, 6, 7]):
+        diff = (u_fit - u_star)[group]
+        assert float(diff.max() - diff.min()) < 1e-6
+    # every pair compared with weight 1 instead of pi_ref(i) pi_ref(j): the same optimum
+    all_pairs = [(i, j) for i in range(8) for j in range(i + 1, 8)]
+    uniform = fit_dpo(pi_ref, 1.0, rewards=rewards, compared=all_pairs, steps=20)
+    assert kl(uniform.policy, target) < 1e-12
+
+
+def test_comparison_components():
+    chosen, rejected = torch.tensor([0, 1, 4]), torch.tensor([1, 2, 5])
+    assert comparison_components(6, chosen, rejected) == [[0, 1, 2], [3], [4, 5]]
+    assert comparison_components(3, torch.tensor([0, 2]), torch.tensor([1, 1])) == [
+        [0, 1, 2]
+    ]
+    with pytest.raises(ValueError, match="k must be"):
+        comparison_components(1, chosen, rejected)
+    with pytest.raises(ValueError, match="indices"):
+        comparison_components(3, chosen, rejected)
+
+
+def test_compared_is_validated():
+    pi_ref, rewards = make_bandit(4, torch.Generator().manual_seed(0))
+    theta = torch.log(pi_ref)
+    with pytest.raises(ValueError, match="different responses"):
+        expected_dpo_loss(theta, pi_ref, rewards, 1.0, [(0, 0)])
+    with pytest.raises(ValueError, match="different responses"):
+        expected_dpo_loss(theta, pi_ref, rewards, 1.0, [(0, 7)])
+    with pytest.raises(TypeError, match="compared"):
+        expected_dpo_loss(theta, pi_ref, rewards, 1.0, [0, 1])
+    with pytest.raises(ValueError, match="with rewards"):
+        fit_dpo(
+            pi_ref,
+            1.0,
+            pairs=(torch.tensor([0]), torch.tensor([1])),
+            compared=[(0, 1)],
+        )

@@ -1,4 +1,5 @@
-"""The RLHF vs DPO memory calculator: unit rules, the 7B numbers, and a check against real torch tensors."""
+"""The RLHF vs DPO memory calculator: unit rules, the 7B numbers, and a check against
+real torch tensors."""
 
 import math
 
@@ -10,10 +11,13 @@ from dpolib.course.memory import (
     TrainingRecipe,
     bytes_per_param,
     format_memory_table,
+    generation_time_share,
+    measure_activation_bytes,
     measure_training_memory,
     memory_table,
     model_memory,
     pipeline_memory,
+    sequences_per_step,
 )
 from dpolib.model import GPT, GPTConfig
 
@@ -101,7 +105,7 @@ def test_bad_input():
     with pytest.raises(TypeError):
         model_memory("policy", "7B", trained=True)
     with pytest.raises(ValueError, match="pipeline"):
-        pipeline_memory("grpo", 7e9)
+        pipeline_memory("rloo", 7e9)
     with pytest.raises(ValueError, match="DPO only"):
         pipeline_memory("ppo", 7e9, precomputed_reference=True)
     with pytest.raises(ValueError, match="no value"):
@@ -137,7 +141,8 @@ def test_measured_matches_calculator_on_tiny_gpt():
     assert measured.grads == calc.grads
     assert measured.optimizer_states == calc.optimizer_states == 8 * n
     assert measured.state_names == ("exp_avg", "exp_avg_sq", "step")
-    # Adam's step counters: one fp32 scalar per parameter tensor, independent of model size
+    # Adam's step counters: one fp32 scalar per parameter tensor, independent of model
+    # size
     assert measured.optimizer_other == 4 * len(list(model.parameters()))
 
 
@@ -155,3 +160,81 @@ def test_numpy_numbers_are_accepted():
     np = pytest.importorskip("numpy")
     assert model_memory("policy", np.int64(10), trained=True).total == 160
     assert model_memory("policy", np.float64(1e9), trained=False).total == 2e9
+
+
+def test_grpo_has_no_value_model_and_a_verifiable_reward_drops_the_reward_model():
+    grpo = pipeline_memory("grpo", 7e9)
+    assert [m.name for m in grpo.models] == ["policy", "reference", "reward"]
+    assert grpo.total / GB == pytest.approx(112 + 14 + 14)
+    verifiable = pipeline_memory("grpo", 7e9, reward_params=0)
+    assert [m.name for m in verifiable.models] == ["policy", "reference"]
+    # critic-free with a verifiable reward: the same model states as DPO
+    assert verifiable.total == pipeline_memory("dpo", 7e9).total
+    with pytest.raises(ValueError, match="no value model"):
+        pipeline_memory("grpo", 7e9, value_params=1e9)
+    with pytest.raises(ValueError, match="DPO only"):
+        pipeline_memory("grpo", 7e9, precomputed_reference=True)
+
+
+def test_inference_engine_adds_one_frozen_copy_of_the_policy():
+    for pipeline in ("ppo", "grpo"):
+        plain = pipeline_memory(pipeline, 7e9)
+        served = pipeline_memory(pipeline, 7e9, inference_engine=True)
+        assert served.models[-1].name == "engine" and not served.models[-1].trained
+        assert (served.total - plain.total) / GB == pytest.approx(14.0)
+    int8 = pipeline_memory("ppo", 7e9, frozen_precision="int8", inference_engine=True)
+    assert int8.models[-1].total / GB == pytest.approx(7.0)
+    with pytest.raises(ValueError, match="never samples"):
+        pipeline_memory("dpo", 7e9, inference_engine=True)
+
+
+def test_sequences_per_step():
+    assert sequences_per_step("dpo", 8) == 16 == 2 * sequences_per_step("sft", 8)
+    assert sequences_per_step("ppo", 8) == 8
+    assert sequences_per_step("grpo", 8, group_size=16) == 128
+    with pytest.raises(ValueError, match="GRPO only"):
+        sequences_per_step("dpo", 8, group_size=4)
+    with pytest.raises(ValueError, match="batch_size"):
+        sequences_per_step("dpo", 0)
+    with pytest.raises(ValueError, match="unknown pipeline"):
+        sequences_per_step("kto", 8)
+
+
+def _rows_loss(rows: int):
+    ids = torch.randint(0, 20, (rows, 8), generator=torch.Generator().manual_seed(1))
+
+    def loss(model: GPT) -> torch.Tensor:
+        return model(ids).float().logsumexp(-1).mean()
+
+    return loss
+
+
+def test_dpo_holds_twice_the_activations_of_sft():
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=20, n_layer=2, n_embd=16, n_head=2, block_size=8))
+    sizes = {
+        rows: measure_activation_bytes(model, _rows_loss(rows)) for rows in (1, 2, 3, 6)
+    }
+    per_row = sizes[2] - sizes[1]
+    # exactly linear in the rows: a per-sequence part, plus a few bytes (the position
+    # indices) that do not depend on the batch
+    assert sizes[6] - sizes[3] == 3 * per_row and sizes[3] - sizes[1] == 2 * per_row
+    constant = sizes[1] - per_row
+    assert 0 <= constant < 0.01 * per_row
+    # chosen + rejected: a DPO batch of 3 pairs holds the activations of 6 sequences
+    assert sizes[6] - constant == 2 * (sizes[3] - constant)
+    with pytest.raises(ValueError, match="scalar"):
+        measure_activation_bytes(model, lambda m: m(torch.zeros(1, 4).long()))
+    with pytest.raises(TypeError):
+        measure_activation_bytes("policy", _rows_loss(1))
+
+
+def test_generation_time_share():
+    # decoding at the training utilisation: 2N of 8N FLOPs per token
+    assert generation_time_share(0.4, 0.4) == pytest.approx(0.25)
+    # a third of training's utilisation: half the time
+    assert generation_time_share(0.1, 0.3) == pytest.approx(0.5)
+    assert generation_time_share(0.05, 0.4) > 0.7
+    for bad in (0, 1.5, -0.1, True, "0.1"):
+        with pytest.raises(ValueError, match="decode_utilisation"):
+            generation_time_share(bad)

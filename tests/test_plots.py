@@ -1,4 +1,5 @@
-"""dpolib.course.plots: the figures show the numbers they are given, label everything, and leave matplotlib's state alone."""
+"""dpolib.course.plots: the figures show the numbers they are given, label everything,
+and leave matplotlib's state alone."""
 
 from __future__ import annotations
 
@@ -15,9 +16,12 @@ import pytest
 from dpolib import OTHER, distribution_table, dpo_loss, drift
 from dpolib.course.plots import (
     HISTORY_PANELS,
+    plot_comparison_graph,
     plot_distribution_heatmap,
     plot_drift_bars,
     plot_history,
+    plot_loss_plane,
+    plot_token_mask,
 )
 
 TRL_METRICS = [
@@ -32,7 +36,8 @@ TRL_METRICS = [
 
 
 def _history(n: int = 5, shift: float = 0.0) -> list[dict]:
-    """A made-up but well-formed DPO log: records built by dpo_loss itself, as run_dpo_episodes does."""
+    """A made-up but well-formed DPO log: records built by dpo_loss itself, as
+    run_dpo_episodes does."""
     import torch
 
     rows = []
@@ -244,3 +249,60 @@ def test_figures_are_returned_not_shown():
     assert plt.fignum_exists(
         fig.number
     )  # still open: the notebook's plt.show() displays it once
+
+
+def _node_colors(fig) -> list:
+    return [tuple(c.get_facecolor()[0]) for c in fig.axes[0].collections]
+
+
+def test_comparison_graph_marks_responses_that_never_lost():
+    from matplotlib.colors import to_rgba
+
+    # 2 beats 0 twice, 0 and 1 split 1:1, 3 is never compared
+    fig = plot_comparison_graph(4, [2, 2, 0, 1], [0, 0, 1, 0])
+    colors = _node_colors(fig)
+    assert len(colors) == 4
+    assert colors[2] == to_rgba("C3")  # won, never lost
+    assert colors[0] == colors[1] == to_rgba("C0")
+    assert colors[3] == to_rgba("0.85")  # not in any pair
+    labels = {t.get_text() for t in fig.axes[0].texts}
+    assert {"2:0", "1:1"} <= labels
+    assert fig.axes[0].get_title()
+    plt.close(fig)
+    with pytest.raises(ValueError, match="indices"):
+        plot_comparison_graph(3, [0], [5])
+    with pytest.raises(ValueError, match="non-empty"):
+        plot_comparison_graph(3, [], [])
+
+
+def test_loss_plane_labels_and_trajectory():
+    fig = plot_loss_plane(0.5, trajectory=[(0, 0), (1, -2), (0.5, -6)])
+    ax = fig.axes[0]
+    assert "u(y_w)" in ax.get_xlabel() and "u(y_l)" in ax.get_ylabel()
+    (path,) = [line for line in ax.get_lines() if line.get_label() == "run"]
+    assert list(path.get_xdata()) == [0, 1, 0.5]
+    plt.close(fig)
+    with pytest.raises(ValueError, match="beta"):
+        plot_loss_plane(0)
+    with pytest.raises(ValueError, match="trajectory"):
+        plot_loss_plane(1.0, trajectory=[1, 2, 3])
+
+
+def test_token_mask_colours_exactly_the_masked_targets():
+    from matplotlib.colors import to_rgba
+
+    from dpolib import build_batch
+    from dpolib.pizza.food import food_tokenizer
+
+    tok = food_tokenizer()
+    batch = build_batch(tok, ["ravin likes ", "leo likes "], ["pizza", "dumplings"], 32)
+    fig = plot_token_mask(tok, batch)
+    cells = [p for p in fig.axes[0].patches if p.get_width() < 1]
+    assert len(cells) == batch.targets.numel()
+    counted = sum(
+        p.get_facecolor() in (to_rgba("#9ecae1"), to_rgba("#fdae6b")) for p in cells
+    )
+    assert counted == int(batch.completion_mask.sum())
+    eos = sum(p.get_facecolor() == to_rgba("#fdae6b") for p in cells)
+    assert eos == 2  # one end token per row
+    plt.close(fig)

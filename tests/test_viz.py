@@ -1,4 +1,5 @@
-"""dpolib.course.viz: kernel-free sliders are offline and complete, show_source shows the real code."""
+"""dpolib.course.viz: kernel-free sliders are offline and complete, show_source shows
+the real code."""
 
 from __future__ import annotations
 

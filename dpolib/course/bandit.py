@@ -1,13 +1,17 @@
-"""One prompt, K responses (a "bandit"): the KL-regularised optimum in closed form, and DPO checked against it.
+"""One prompt, K responses (a "bandit"): the KL-regularised optimum in closed form, and
+DPO checked against it.
 
-Notation: pi_ref the reference distribution over the K responses, r their rewards, beta > 0,
-pi* = pi_ref exp(r/beta) / Z with Z = sum_y pi_ref(y) exp(r(y)/beta).
-Everything is computed in float64: the checks compare KL divergences down to 1e-12.
+Notation: pi_ref the reference distribution over the K responses, r their rewards, beta
+> 0, pi* = pi_ref exp(r/beta) / Z with Z = sum_y pi_ref(y) exp(r(y)/beta). Everything is
+computed in float64: the checks compare KL divergences down to 1e-12.
 
-DPO's minimiser is pi* only under two assumptions, which this module makes true by construction:
-the preferences follow Bradley-Terry with the same reward r, P(y_w > y_l) = sigma(r(y_w) - r(y_l)),
-and pi_ref gives every response positive probability, so every pair can appear in the data.
-Real preference data satisfies neither exactly.
+DPO's minimiser is pi* under two assumptions: the preferences follow Bradley-Terry with
+the same reward r, P(y_w > y_l) = sigma(r(y_w) - r(y_l)), and the comparison graph (the
+responses as nodes, an edge for every pair compared with positive weight) is connected.
+Then the fitted log-ratios are pinned up to one constant: not every pair needs to appear
+(the K - 1 adjacent pairs of a chain suffice), and how pairs are drawn only shapes the
+finite-sample error. Two groups that are never compared with each other keep one free
+constant each. Real preference data satisfies neither assumption exactly.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ from typing import Sequence
 
 import torch
 
+from ..errors import describe
+from ..evaluate import kl_divergence
 from ..losses import check_beta, dpo_loss
 
 DTYPE = torch.float64
@@ -31,7 +37,8 @@ def _as_vector(x: ArrayLike, name: str) -> torch.Tensor:
             x = torch.as_tensor(x, dtype=DTYPE)
         except (TypeError, ValueError) as err:
             raise TypeError(
-                f"{name} must be a 1-D tensor or a list of numbers, got {type(x).__name__}"
+                f"{name} must be a 1-D tensor or a list of numbers, got "
+                f"{type(x).__name__}"
             ) from err
     x = x.to(DTYPE)
     if x.dim() != 1:
@@ -51,16 +58,20 @@ def _check_probs(p: ArrayLike, name: str, positive: bool = False) -> torch.Tenso
     p = _as_vector(p, name)
     if (p < 0).any():
         raise ValueError(
-            f"{name} has negative entries {p.tolist()}; a probability distribution is >= 0"
+            f"{name} has negative entries {p.tolist()}; a probability distribution is "
+            f">= 0"
         )
     if abs(float(p.sum()) - 1.0) > 1e-6:
         raise ValueError(
-            f"{name} must sum to 1, got {float(p.sum()):.6g}; normalise it with p / p.sum()"
+            f"{name} must sum to 1, got {float(p.sum()):.6g}; normalise it with p / "
+            f"p.sum()"
         )
     if positive and (p == 0).any():
         raise ValueError(
-            f"{name} gives probability 0 to responses {torch.nonzero(p == 0).flatten().tolist()}: they never appear in "
-            "preference pairs, so DPO learns nothing about them; give every response positive reference probability"
+            f"{name} gives probability 0 to responses "
+            f"{torch.nonzero(p == 0).flatten().tolist()}: they never appear in "
+            "preference pairs, so DPO learns nothing about them; give every response "
+            "positive reference probability"
         )
     return p
 
@@ -72,7 +83,8 @@ def _check_pair(
     rewards = _as_vector(rewards, "rewards")
     if rewards.shape != pi_ref.shape:
         raise ValueError(
-            f"rewards has shape {tuple(rewards.shape)} but pi_ref has {tuple(pi_ref.shape)}; give one reward per response"
+            f"rewards has shape {tuple(rewards.shape)} but pi_ref has "
+            f"{tuple(pi_ref.shape)}; give one reward per response"
         )
     return pi_ref, rewards
 
@@ -86,7 +98,8 @@ def _log(p: torch.Tensor) -> torch.Tensor:
 def make_bandit(
     k: int = 8, generator: torch.Generator | None = None, reward_scale: float = 1.0
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """A random bandit: pi_ref = softmax(z) with z ~ N(0, 1), rewards ~ reward_scale * N(0, 1)."""
+    """A random bandit: pi_ref = softmax(z) with z ~ N(0, 1), rewards ~ reward_scale *
+    N(0, 1)."""
     if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 2:
         raise ValueError(f"k must be an int >= 2 (number of responses), got {k!r}")
     pi_ref = torch.softmax(torch.randn(k, generator=generator, dtype=DTYPE), dim=0)
@@ -95,14 +108,16 @@ def make_bandit(
 
 
 def log_partition(pi_ref: ArrayLike, rewards: ArrayLike, beta: float) -> torch.Tensor:
-    """log Z = log sum_y pi_ref(y) exp(r(y)/beta), by logsumexp so that exp(r/beta) never overflows."""
+    """log Z = log sum_y pi_ref(y) exp(r(y)/beta), by logsumexp so that exp(r/beta)
+    never overflows."""
     check_beta(beta)
     pi_ref, rewards = _check_pair(pi_ref, rewards)
     return torch.logsumexp(_log(pi_ref) + rewards / beta, dim=0)
 
 
 def optimal_policy(pi_ref: ArrayLike, rewards: ArrayLike, beta: float) -> torch.Tensor:
-    """pi*(y) = pi_ref(y) exp(r(y)/beta) / Z: the maximiser of E_pi[r] - beta KL(pi || pi_ref), as a softmax in log space."""
+    """pi*(y) = pi_ref(y) exp(r(y)/beta) / Z: the maximiser of E_pi[r] - beta KL(pi ||
+    pi_ref), as a softmax in log space."""
     check_beta(beta)
     pi_ref, rewards = _check_pair(pi_ref, rewards)
     return torch.softmax(_log(pi_ref) + rewards / beta, dim=0)
@@ -111,13 +126,12 @@ def optimal_policy(pi_ref: ArrayLike, rewards: ArrayLike, beta: float) -> torch.
 def kl(p: ArrayLike, q: ArrayLike) -> float:
     """KL(p || q) = sum_y p(y) log(p(y)/q(y)) by dpolib's one rule
     (`dpolib.evaluate.kl_divergence`): 0 log 0 = 0; +inf where q = 0 < p."""
-    from ..evaluate import kl_divergence  # the core's rule; imported here, one function
-
     p = _check_probs(p, "p")
     q = _check_probs(q, "q")
     if p.shape != q.shape:
         raise ValueError(
-            f"p and q must have the same shape, got {tuple(p.shape)} and {tuple(q.shape)}"
+            f"p and q must have the same shape, got {tuple(p.shape)} and "
+            f"{tuple(q.shape)}"
         )
     return kl_divergence(p.tolist(), q.tolist())
 
@@ -158,7 +172,8 @@ def _pair_loss(
 ) -> torch.Tensor:
     logp = torch.log_softmax(logits, dim=0)
     logref = _log(pi_ref)
-    # The GPT chapters call the same function with per-sequence log-probs; here a "sequence" is one response.
+    # The GPT chapters call the same function with per-sequence log-probs; here a
+    # "sequence" is one response.
     return dpo_loss(
         logp[chosen],
         logp[rejected],
@@ -172,34 +187,87 @@ def _pair_loss(
 def _check_logits(logits: torch.Tensor, k: int) -> torch.Tensor:
     if not isinstance(logits, torch.Tensor):
         raise TypeError(
-            f"logits_theta must be a torch.Tensor (it carries the gradient), got {type(logits).__name__}"
+            f"logits_theta must be a torch.Tensor (it carries the gradient), got "
+            f"{type(logits).__name__}"
         )
     if logits.shape != (k,):
         raise ValueError(
-            f"logits_theta must have shape ({k},), one logit per response, got {tuple(logits.shape)}"
+            f"logits_theta must have shape ({k},), one logit per response, got "
+            f"{tuple(logits.shape)}"
         )
     return logits
 
 
-def expected_dpo_loss(
-    logits_theta: torch.Tensor, pi_ref: ArrayLike, rewards: ArrayLike, beta: float
-) -> torch.Tensor:
-    """E[-log sigma(beta d)] over pairs y_1, y_2 ~ pi_ref (y_1 != y_2) labelled by Bradley-Terry with reward r.
+def _check_compared(compared: object, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    try:
+        pairs = [(int(i), int(j)) for i, j in compared]  # type: ignore[attr-defined]
+    except (TypeError, ValueError):
+        raise TypeError(
+            f"compared must be a list of (i, j) index pairs, got {describe(compared)}"
+        ) from None
+    if not pairs or any(i == j or not (0 <= i < k and 0 <= j < k) for i, j in pairs):
+        raise ValueError(
+            f"compared must list pairs of different responses in [0, {k - 1}], got "
+            f"{describe(compared)}"
+        )
+    unique = sorted({(min(i, j), max(i, j)) for i, j in pairs})
+    i = torch.tensor([a for a, _ in unique] + [b for _, b in unique])
+    j = torch.tensor([b for _, b in unique] + [a for a, _ in unique])
+    return i, j
 
-    Ordered pair (w, l) gets weight pi_ref(w) pi_ref(l) sigma(r(w) - r(l)); the loss is the weighted mean of
-    `dpolib.losses.dpo_loss` over the K(K-1) ordered pairs, differentiable in `logits_theta` (pi_theta = softmax).
-    Its minimiser is pi* because every pair has positive weight and the labels follow Bradley-Terry.
+
+def expected_dpo_loss(
+    logits_theta: torch.Tensor,
+    pi_ref: ArrayLike,
+    rewards: ArrayLike,
+    beta: float,
+    compared: Sequence[tuple[int, int]] | None = None,
+) -> torch.Tensor:
+    """E[-log sigma(beta d)] over pairs y_1, y_2 ~ pi_ref (y_1 != y_2) labelled by
+    Bradley-Terry with reward r.
+
+    Ordered pair (w, l) gets weight pi_ref(w) pi_ref(l) sigma(r(w) - r(l)); the loss is
+    the weighted mean of `dpolib.losses.dpo_loss` over the K(K-1) ordered pairs,
+    differentiable in `logits_theta` (pi_theta = softmax). With `compared`, a list of
+    unordered pairs (i, j), only those pairs are compared, each with weight 1 (w, l
+    weighted sigma(r(w) - r(l))). Its minimiser is pi* exactly when the compared pairs
+    form a connected graph: every pair has positive weight here.
     """
     check_beta(beta)
     pi_ref, rewards = _check_pair(pi_ref, rewards, positive=True)
     logits = _check_logits(logits_theta, pi_ref.numel())
-    chosen, rejected = _all_pairs(pi_ref.numel())
-    weights = (
-        pi_ref[chosen]
-        * pi_ref[rejected]
-        * torch.sigmoid(rewards[chosen] - rewards[rejected])
-    )
+    if compared is None:
+        chosen, rejected = _all_pairs(pi_ref.numel())
+        draw = pi_ref[chosen] * pi_ref[rejected]
+    else:
+        chosen, rejected = _check_compared(compared, pi_ref.numel())
+        draw = torch.ones(chosen.numel(), dtype=DTYPE)
+    weights = draw * torch.sigmoid(rewards[chosen] - rewards[rejected])
     return _pair_loss(logits.to(DTYPE), pi_ref, chosen, rejected, weights, beta)
+
+
+def comparison_components(
+    k: int, chosen: torch.Tensor, rejected: torch.Tensor
+) -> list[list[int]]:
+    """The connected components of the comparison graph: K responses, one edge per
+    compared pair; DPO pins the log-ratios within a component up to one constant."""
+    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 2:
+        raise ValueError(f"k must be an int >= 2 (responses), got {describe(k)}")
+    chosen, rejected = _check_index_pairs((chosen, rejected), int(k))
+    parent = list(range(k))
+
+    def root(a: int) -> int:
+        while parent[a] != a:
+            parent[a] = parent[parent[a]]
+            a = parent[a]
+        return a
+
+    for a, b in zip(chosen.tolist(), rejected.tolist()):
+        parent[root(a)] = root(b)
+    groups: dict[int, list[int]] = {}
+    for a in range(k):
+        groups.setdefault(root(a), []).append(a)
+    return sorted(groups.values())
 
 
 def sample_preference_pairs(
@@ -208,17 +276,20 @@ def sample_preference_pairs(
     n: int,
     generator: torch.Generator | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """n pairs (chosen, rejected) of response indices: two different responses drawn from pi_ref, labelled by Bradley-Terry.
+    """n pairs (chosen, rejected) of response indices: two different responses drawn
+    from pi_ref, labelled by Bradley-Terry.
 
-    Drawing y_1, y_2 ~ pi_ref and keeping only y_1 != y_2 gives pair (i, j) probability proportional to
-    pi_ref(i) pi_ref(j), the weights of `expected_dpo_loss`; y_1 wins with probability sigma(r(y_1) - r(y_2)).
+    Drawing y_1, y_2 ~ pi_ref and keeping only y_1 != y_2 gives pair (i, j) probability
+    proportional to pi_ref(i) pi_ref(j), the weights of `expected_dpo_loss`; y_1 wins
+    with probability sigma(r(y_1) - r(y_2)).
     """
     pi_ref, rewards = _check_pair(pi_ref, rewards)
     if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
         raise ValueError(f"n must be an int >= 1 (number of pairs), got {n!r}")
     if int((pi_ref > 0).sum()) < 2:
         raise ValueError(
-            "pi_ref puts all its mass on one response: no pair of different responses can be drawn"
+            "pi_ref puts all its mass on one response: no pair of different responses "
+            "can be drawn"
         )
     firsts, seconds = [], []
     have = 0
@@ -239,7 +310,8 @@ def sample_preference_pairs(
 
 @dataclass
 class DPOFit:
-    """A fitted softmax policy: its logits, its probabilities, and the loss after each optimizer step."""
+    """A fitted softmax policy: its logits, its probabilities, and the loss after each
+    optimizer step."""
 
     logits: torch.Tensor
     policy: torch.Tensor
@@ -251,7 +323,8 @@ def _minimise(
 ) -> tuple[torch.Tensor, list[float]]:
     if method not in ("lbfgs", "adam"):
         raise ValueError(
-            f"unknown method {method!r}; choose 'lbfgs' (exact, small problems) or 'adam'"
+            f"unknown method {method!r}; choose 'lbfgs' (exact, small problems) or "
+            f"'adam'"
         )
     if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 1:
         raise ValueError(f"steps must be an int >= 1, got {steps!r}")
@@ -296,19 +369,30 @@ def fit_dpo(
     steps: int = 50,
     lr: float | None = None,
     init_logits: torch.Tensor | None = None,
+    compared: Sequence[tuple[int, int]] | None = None,
 ) -> DPOFit:
-    """Minimise the DPO loss over a softmax policy's logits, starting at pi_ref (or `init_logits`).
+    """Minimise the DPO loss over a softmax policy's logits, starting at pi_ref (or
+    `init_logits`).
 
-    Give exactly one of `rewards` (the exact expected loss of `expected_dpo_loss`) or `pairs` = (chosen, rejected)
-    index tensors (the mean loss over those pairs; repeated pairs are merged into counts, same value and gradient).
-    method 'lbfgs' runs `steps` L-BFGS rounds of up to 20 iterations; 'adam' runs `steps` Adam steps (lr 0.05).
-    With finitely many pairs the minimiser is the maximum-likelihood fit to those pairs, not pi*; if the data
-    are separable (some response never loses) that fit pushes logits without bound, and `steps` stops it.
+    Give exactly one of `rewards` (the exact expected loss of `expected_dpo_loss`) or
+    `pairs` = (chosen, rejected) index tensors (the mean loss over those pairs; repeated
+    pairs are merged into counts, same value and gradient); with `rewards`, `compared`
+    restricts the exact loss to those unordered pairs. method 'lbfgs' runs `steps`
+    L-BFGS rounds of up to 20 iterations; 'adam' runs `steps` Adam steps (lr 0.05). With
+    finitely many pairs the minimiser is the maximum-likelihood fit to those pairs, not
+    pi*, and it may not exist: if the data are separable (some response never loses)
+    that fit pushes logits without bound, and `steps` stops it.
     """
     check_beta(beta)
     if (rewards is None) == (pairs is None):
         raise ValueError(
-            "give exactly one of rewards (exact expected loss) or pairs (sampled preference data)"
+            "give exactly one of rewards (exact expected loss) or pairs (sampled "
+            "preference data)"
+        )
+    if compared is not None and rewards is None:
+        raise ValueError(
+            "compared restricts the exact expected loss: pass it with rewards, not "
+            "with pairs (sampled pairs already say which responses were compared)"
         )
     pi_ref = _check_probs(pi_ref, "pi_ref", positive=True)
     k = pi_ref.numel()
@@ -317,10 +401,11 @@ def fit_dpo(
         pi_ref, rewards = _check_pair(pi_ref, rewards, positive=True)
 
         def loss_fn(theta: torch.Tensor) -> torch.Tensor:
-            return expected_dpo_loss(theta, pi_ref, rewards, beta)
+            return expected_dpo_loss(theta, pi_ref, rewards, beta, compared)
     else:
         chosen, rejected = _check_index_pairs(pairs, k)
-        # merge repeated (chosen, rejected) rows: with K responses there are at most K(K-1) distinct ones
+        # merge repeated (chosen, rejected) rows: with K responses there are at most
+        # K(K-1) distinct ones
         codes, counts = torch.unique(chosen * k + rejected, return_counts=True)
         uc, ur, w = codes // k, codes % k, counts.to(DTYPE)
 
@@ -340,12 +425,14 @@ def _check_index_pairs(
         and all(isinstance(t, torch.Tensor) for t in pairs)
     ):
         raise TypeError(
-            "pairs must be a tuple (chosen, rejected) of index tensors, as sample_preference_pairs returns"
+            "pairs must be a tuple (chosen, rejected) of index tensors, as "
+            "sample_preference_pairs returns"
         )
     chosen, rejected = (t.long() for t in pairs)
     if chosen.dim() != 1 or chosen.shape != rejected.shape or chosen.numel() == 0:
         raise ValueError(
-            f"chosen and rejected must be non-empty 1-D tensors of equal length, got {tuple(chosen.shape)} and {tuple(rejected.shape)}"
+            f"chosen and rejected must be non-empty 1-D tensors of equal length, got "
+            f"{tuple(chosen.shape)} and {tuple(rejected.shape)}"
         )
     if (
         int(torch.minimum(chosen, rejected).min()) < 0
@@ -363,9 +450,11 @@ def fit_rlhf(
     steps: int = 50,
     lr: float | None = None,
 ) -> DPOFit:
-    """Maximise J(pi) = E_pi[r] - beta KL(pi || pi_ref) directly over softmax logits (exact gradients; no sampling, no PPO).
+    """Maximise J(pi) = E_pi[r] - beta KL(pi || pi_ref) directly over softmax logits
+    (exact gradients; no sampling, no PPO).
 
-    A numerical check of the closed form: it should reach J(pi*) and never exceed it. `losses` holds -J.
+    A numerical check of the closed form: it should reach J(pi*) and never exceed it.
+    `losses` holds -J.
     """
     check_beta(beta)
     pi_ref, rewards = _check_pair(pi_ref, rewards, positive=True)
@@ -385,7 +474,8 @@ def fit_rlhf(
 
 @dataclass
 class TradeOff:
-    """For each beta: the optimal policy's expected reward, its KL to pi_ref, and the objective value."""
+    """For each beta: the optimal policy's expected reward, its KL to pi_ref, and the
+    objective value."""
 
     betas: torch.Tensor
     expected_reward: torch.Tensor
@@ -395,7 +485,8 @@ class TradeOff:
 
 
 def tradeoff_curve(pi_ref: ArrayLike, rewards: ArrayLike, betas: ArrayLike) -> TradeOff:
-    """E_{pi*_beta}[r] and KL(pi*_beta || pi_ref) over a grid of beta: larger beta, smaller KL, lower reward."""
+    """E_{pi*_beta}[r] and KL(pi*_beta || pi_ref) over a grid of beta: larger beta,
+    smaller KL, lower reward."""
     pi_ref, rewards = _check_pair(pi_ref, rewards)
     betas_t = torch.as_tensor(betas, dtype=DTYPE).flatten()
     if betas_t.numel() == 0:
@@ -419,11 +510,13 @@ def tradeoff_curve(pi_ref: ArrayLike, rewards: ArrayLike, betas: ArrayLike) -> T
 def frontier_reward(
     pi_ref: ArrayLike, rewards: ArrayLike, kl_budget: float, tol: float = 1e-12
 ) -> float:
-    """max E_pi[r] subject to KL(pi || pi_ref) <= kl_budget: the reward pi*_beta earns at the beta where its KL equals the budget.
+    """max E_pi[r] subject to KL(pi || pi_ref) <= kl_budget: the reward pi*_beta earns
+    at the beta where its KL equals the budget.
 
-    KL(pi*_beta || pi_ref) falls from -log pi_ref(best responses) (beta -> 0) to 0 (beta -> infinity), so beta is found
-    by bisection on log beta. Any budget at or past the top buys the best reward. Why pi*_beta is the maximiser:
-    a policy with the same KL and more reward would have a larger E[r] - beta KL, contradicting the theorem.
+    KL(pi*_beta || pi_ref) falls from -log pi_ref(best responses) (beta -> 0) to 0 (beta
+    -> infinity), so beta is found by bisection on log beta. Any budget at or past the
+    top buys the best reward. Why pi*_beta is the maximiser: a policy with the same KL
+    and more reward would have a larger E[r] - beta KL, contradicting the theorem.
     """
     pi_ref, rewards = _check_pair(pi_ref, rewards)
     if (

@@ -1,8 +1,10 @@
-"""Training-diagnostic figures: DPO history curves (TRL's metric names), per-person food heat maps, drift bars.
+"""Training-diagnostic figures: DPO history curves (TRL's metric names), per-person food
+heat maps, drift bars.
 
-Every function draws a new figure in the course style (`dpolib.course.viz.course_style`, applied only while the
-figure is built: matplotlib's global settings are left alone) and returns it without showing it, so a
-notebook cell ends with `plt.show()` once per figure.
+Every function draws a new figure in the course style (`dpolib.course.viz.course_style`,
+applied only while the figure is built: matplotlib's global settings are left alone) and
+returns it without showing it, so a notebook cell ends with `plt.show()` once per
+figure.
 """
 
 from __future__ import annotations
@@ -25,8 +27,8 @@ __all__ = [
     "plot_history",
 ]
 
-# One panel per question a DPO log answers, with the metric names Hugging Face TRL's DPOTrainer logs.
-# (title, y-axis label, metrics drawn in that panel)
+# One panel per question a DPO log answers, with the metric names Hugging Face TRL's
+# DPOTrainer logs. (title, y-axis label, metrics drawn in that panel)
 HISTORY_PANELS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("loss", "DPO loss (nats)", ("loss",)),
     (
@@ -35,8 +37,8 @@ HISTORY_PANELS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
         ("rewards/chosen", "rewards/rejected", "rewards/margins"),
     ),
     ("accuracy", "share of pairs ordered right", ("rewards/accuracies",)),
-    # chosen and rejected apart: the chosen curve moves by tenths of a nat, the rejected by tens, and a fall
-    # of the chosen one (likelihood displacement) must stay visible
+    # chosen and rejected apart: the chosen curve moves by tenths of a nat, the rejected
+    # by tens, and a fall of the chosen one (likelihood displacement) must stay visible
     ("chosen log-prob", "log pi(y_w|x) (nats)", ("logps/chosen",)),
     ("rejected log-prob", "log pi(y_l|x) (nats)", ("logps/rejected",)),
 )
@@ -60,7 +62,8 @@ def _as_runs(history: Any) -> dict[str, list[dict]]:
         runs = {"": list(history)}
     else:
         raise TypeError(
-            f"history must be the list of dicts returned by run_dpo_episodes, or a dict of such lists by label; "
+            f"history must be the list of dicts returned by run_dpo_episodes, or a "
+            f"dict of such lists by label; "
             f"got {type(history).__name__}"
         )
     if not runs:
@@ -68,11 +71,13 @@ def _as_runs(history: Any) -> dict[str, list[dict]]:
     for label, rows in runs.items():
         if not rows:
             raise ValueError(
-                f"history {label!r} is empty: train for at least one epoch before plotting it"
+                f"history {label!r} is empty: train for at least one epoch before "
+                f"plotting it"
             )
         if not all(isinstance(r, Mapping) for r in rows):
             raise TypeError(
-                f"history {label!r} must be a list of dicts (one per step), as run_dpo_episodes returns"
+                f"history {label!r} must be a list of dicts (one per step), as "
+                f"run_dpo_episodes returns"
             )
     return runs
 
@@ -81,7 +86,8 @@ def _series(rows: list[dict], key: str, label: str) -> list[float]:
     missing = [i for i, r in enumerate(rows) if key not in r]
     if missing:
         raise ValueError(
-            f"metric {key!r} is missing from step {missing[0] + 1} of history {label!r}; "
+            f"metric {key!r} is missing from step {missing[0] + 1} of history "
+            f"{label!r}; "
             f"it has {sorted(rows[missing[0]])}"
         )
     return [float(r[key]) for r in rows]
@@ -96,19 +102,22 @@ def plot_history(
     mark: float | None = None,
     mark_label: str | None = None,
 ) -> Figure:
-    """Curves of a DPO run's log: loss, rewards/{chosen,rejected,margins}, rewards/accuracies, logps/{chosen,rejected}.
+    """Curves of a DPO run's log: loss, rewards/{chosen,rejected,margins},
+    rewards/accuracies, logps/{chosen,rejected}.
 
-    `history` is what `run_dpo_episodes` returns, or a dict label -> history to compare runs (one line
-    style per run). `extra` adds panels for other keys of the records, {panel title: (y-axis label,
-    [keys])}: e.g. a KL to the reference measured after each step and stored in the records as
-    `record["exact/KL"]`. `mark` draws a vertical dashed line at that x (e.g. where a run was stopped).
+    `history` is what `run_dpo_episodes` returns, or a dict label -> history to compare
+    runs (one line style per run). `extra` adds panels for other keys of the records,
+    {panel title: (y-axis label, [keys])}: e.g. a KL to the reference measured after
+    each step and stored in the records as `record["exact/KL"]`. `mark` draws a vertical
+    dashed line at that x (e.g. where a run was stopped).
     """
     runs = _as_runs(history)
     if x not in ("epoch", "step"):
         raise ValueError(f"x must be 'epoch' or 'step', got {x!r}")
     if len(runs) > len(_LINESTYLES):
         raise ValueError(
-            f"at most {len(_LINESTYLES)} runs fit in one figure (one line style each), got {len(runs)}"
+            f"at most {len(_LINESTYLES)} runs fit in one figure (one line style "
+            f"each), got {len(runs)}"
         )
     panels = list(HISTORY_PANELS)
     for name, spec in (extra or {}).items():
@@ -189,14 +198,16 @@ def plot_distribution_heatmap(
     annotate: bool = True,
     colorbar_label: str | None = None,
 ) -> Figure:
-    """Heat map of p(food | person): one row per person, one column per food (OTHER last when it has mass).
+    """Heat map of p(food | person): one row per person, one column per food (OTHER last
+    when it has mass).
 
-    With `reference`, the map shows the difference table - reference instead (red up, blue down), so a drift
-    from the reference model is visible person by person.
+    With `reference`, the map shows the difference table - reference instead (red up,
+    blue down), so a drift from the reference model is visible person by person.
     """
     if not isinstance(table, Mapping) or not table:
         raise ValueError(
-            "table must be a non-empty dict person -> {food: probability}, e.g. distribution_table(model, tokenizer)"
+            "table must be a non-empty dict person -> {food: probability}, e.g. "
+            "distribution_table(model, tokenizer)"
         )
     people = list(people) if people is not None else list(table)
     if foods is None:
@@ -278,11 +289,13 @@ def plot_drift_bars(
     log: bool = False,
     title: str | None = None,
 ) -> Figure:
-    """Grouped bars, one group per person, one bar per run: how far each person's food distribution moved.
+    """Grouped bars, one group per person, one bar per run: how far each person's food
+    distribution moved.
 
-    `drifts` maps a run label to the output of `dpolib.drift(policy, reference, tokenizer, people)`;
-    `metric` is "tvd" or "kl". `threshold` draws a dashed line (e.g. the tolerance a remedy must meet);
-    `log` uses a logarithmic axis, so a run that barely moves stays visible next to one that moves a lot.
+    `drifts` maps a run label to the output of `dpolib.drift(policy, reference,
+    tokenizer, people)`; `metric` is "tvd" or "kl". `threshold` draws a dashed line
+    (e.g. the tolerance a remedy must meet); `log` uses a logarithmic axis, so a run
+    that barely moves stays visible next to one that moves a lot.
     """
     if metric not in ("tvd", "kl"):
         raise ValueError(f"metric must be 'tvd' or 'kl', got {metric!r}")
@@ -295,12 +308,14 @@ def plot_drift_bars(
     for label, d in drifts.items():
         if list(d) != people:
             raise ValueError(
-                f"run {label!r} covers {list(d)}, but the first run covers {people}; compare the same people"
+                f"run {label!r} covers {list(d)}, but the first run covers {people}; "
+                f"compare the same people"
             )
         for p in people:
             if metric not in d[p]:
                 raise ValueError(
-                    f"run {label!r} has no {metric!r} for {p!r}; pass dpolib.drift(...) output"
+                    f"run {label!r} has no {metric!r} for {p!r}; pass "
+                    f"dpolib.drift(...) output"
                 )
     width = 0.8 / len(labels)
     with course_style():
@@ -332,3 +347,216 @@ def plot_drift_bars(
         )  # outside: bars fill the whole axes
         fig.tight_layout()
     return fig
+
+
+def plot_comparison_graph(
+    k: int,
+    chosen: Sequence[int] | Any,
+    rejected: Sequence[int] | Any,
+    *,
+    title: str | None = None,
+) -> Figure:
+    """The comparison graph of a preference dataset over K responses: a node per
+    response, an arrow winner -> loser per compared pair (width ~ count), red for the
+    responses that won and never lost (their log-ratio has no finite optimum)."""
+    chosen = [int(c) for c in chosen]
+    rejected = [int(r) for r in rejected]
+    if k < 2 or len(chosen) != len(rejected) or not chosen:
+        raise ValueError(
+            f"need k >= 2 and equally long, non-empty chosen and rejected, got k={k}, "
+            f"{len(chosen)} chosen and {len(rejected)} rejected"
+        )
+    if min(chosen + rejected) < 0 or max(chosen + rejected) >= k:
+        raise ValueError(f"response indices must lie in [0, {k - 1}]")
+    wins: dict[tuple[int, int], int] = {}
+    for w, lo in zip(chosen, rejected):
+        wins[(w, lo)] = wins.get((w, lo), 0) + 1
+    lost = set(rejected)
+    never_lost = sorted(set(chosen) - lost)
+    angle = [math.pi / 2 - 2 * math.pi * i / k for i in range(k)]
+    xy = [(math.cos(a), math.sin(a)) for a in angle]
+    most = max(wins.values())
+    with course_style():
+        fig, ax = plt.subplots(figsize=(4.6, 4.2))
+        for (w, lo), n in sorted(wins.items()):
+            back = wins.get((lo, w), 0)
+            if back > n or (back == n and w > lo):
+                continue  # drawn once, from the response that won more often
+            ax.annotate(
+                "",
+                xy=xy[lo],
+                xytext=xy[w],
+                arrowprops=dict(
+                    arrowstyle="-|>",
+                    color="0.35",
+                    linewidth=0.8 + 3.0 * (n + back) / most / 2,
+                    shrinkA=13,
+                    shrinkB=13,
+                ),
+            )
+            mx, my = (xy[w][0] + xy[lo][0]) / 2, (xy[w][1] + xy[lo][1]) / 2
+            ax.text(
+                mx,
+                my,
+                f"{n}:{back}",
+                fontsize=7,
+                ha="center",
+                va="center",
+                bbox=dict(boxstyle="round,pad=0.1", fc="white", ec="none"),
+            )
+        for i, (x, y) in enumerate(xy):
+            color = (
+                "C3"
+                if i in never_lost
+                else ("0.85" if i not in lost and i not in chosen else "C0")
+            )
+            ax.scatter([x], [y], s=420, color=color, zorder=3, edgecolor="0.2")
+            ax.text(
+                x,
+                y,
+                str(i),
+                ha="center",
+                va="center",
+                fontsize=9,
+                zorder=4,
+                color="white" if color != "0.85" else "0.2",
+            )
+        ax.set_xlim(-1.35, 1.35)
+        ax.set_ylim(-1.3, 1.3)
+        ax.set_aspect("equal")
+        ax.axis("off")  # a graph: position carries no quantity
+        ax.set_title(
+            title or "Comparison graph: arrow winner -> loser, label wins:losses",
+            fontsize=9,
+        )
+    return fig
+
+
+def plot_loss_plane(
+    beta: float,
+    *,
+    limit: float = 10.0,
+    trajectory: Sequence[tuple[float, float]] | None = None,
+    title: str | None = None,
+) -> Figure:
+    """The DPO loss of one pair, -log sigma(beta (u_w - u_l)), on the (u_w, u_l) plane:
+    constant along every diagonal u_w - u_l = const; `trajectory` is a run's path."""
+    if not (isinstance(beta, (int, float)) and beta > 0):
+        raise ValueError(f"beta must be a number > 0, got {beta!r}")
+    grid = np.linspace(-limit, limit, 201)
+    u_w, u_l = np.meshgrid(grid, grid)
+    loss = np.logaddexp(0.0, -beta * (u_w - u_l))  # -log sigma(z) = log(1 + e^-z)
+    with course_style():
+        fig, ax = plt.subplots(figsize=(4.8, 4.0))
+        mesh = ax.contourf(u_w, u_l, loss, levels=20, cmap="viridis")
+        lines = ax.contour(
+            u_w, u_l, loss, levels=[0.1, math.log(2), 2.0], colors="w", linewidths=0.8
+        )
+        ax.clabel(lines, fmt={0.1: "0.1", math.log(2): "log 2", 2.0: "2"}, fontsize=7)
+        fig.colorbar(mesh, ax=ax, label="loss -log sigma(beta d) (nats)")
+        if trajectory is not None:
+            path = np.asarray(trajectory, dtype=float)
+            if path.ndim != 2 or path.shape[1] != 2:
+                raise ValueError(
+                    "trajectory must be a sequence of (u_w, u_l) points, got shape "
+                    f"{path.shape}"
+                )
+            ax.plot(path[:, 0], path[:, 1], color="C3", linewidth=1.8, label="run")
+            ax.plot(*path[0], "o", color="C3", markersize=4)
+            ax.plot(*path[-1], "s", color="C3", markersize=4)
+            ax.legend(loc="lower right", fontsize=8)
+        ax.set_xlabel("u(y_w) = log-ratio of the chosen completion (nats)")
+        ax.set_ylabel("u(y_l) = log-ratio of the rejected (nats)")
+        ax.set_title(title or f"The DPO loss over (u_w, u_l), beta = {beta:g}")
+        fig.tight_layout()
+    return fig
+
+
+_MASK_ROLES = {
+    "prompt": "0.82",
+    "completion": "#9ecae1",
+    "<eos>": "#fdae6b",
+    "padding": "white",
+}
+
+
+def plot_token_mask(tokenizer: Any, batch: Any, *, title: str | None = None) -> Figure:
+    """A batch as the loss sees it: one row per sequence, one cell per target token,
+    coloured prompt / completion / <eos> / padding; only completion and <eos> cells
+    (the completion mask) enter log pi(y | x)."""
+    targets = batch.targets.detach().cpu()
+    mask = batch.completion_mask.detach().cpu()
+    if targets.shape != mask.shape or targets.dim() != 2:
+        raise ValueError(
+            "batch must have 2-D targets and completion_mask of the same shape, got "
+            f"{tuple(targets.shape)} and {tuple(mask.shape)}"
+        )
+    rows, cols = targets.shape
+    with course_style():
+        fig, ax = plt.subplots(figsize=(0.34 * cols + 1.4, 0.42 * rows + 1.1))
+        for r in range(rows):
+            # padding = after the row's last completion token
+            last = int(mask[r].nonzero().max()) if mask[r].any() else -1
+            for t in range(cols):
+                token = int(targets[r, t])
+                if t > last:
+                    role, text = "padding", ""
+                elif token == tokenizer.eos_id:
+                    role, text = "<eos>", "E"
+                elif bool(mask[r, t]):
+                    role, text = "completion", tokenizer.decode([token])
+                else:
+                    role, text = "prompt", tokenizer.decode([token])
+                ax.add_patch(
+                    plt.Rectangle(
+                        (t, rows - 1 - r),
+                        0.95,
+                        0.9,
+                        facecolor=_MASK_ROLES[role],
+                        edgecolor="0.6",
+                        linewidth=0.5,
+                    )
+                )
+                shown = "_" if text == " " else text
+                ax.text(
+                    t + 0.47,
+                    rows - 0.55 - r,
+                    shown,
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    family="monospace",
+                )
+        handles = [
+            plt.Rectangle((0, 0), 1, 1, facecolor=c, edgecolor="0.6")
+            for c in _MASK_ROLES.values()
+        ]
+        labels = [
+            "prompt (mask 0)",
+            "completion (mask 1)",
+            "<eos> (mask 1, 'E')",
+            "padding (mask 0)",
+        ]
+        ax.legend(
+            handles,
+            labels,
+            loc="upper center",
+            bbox_to_anchor=(0.5, -0.3),
+            ncol=4,
+            fontsize=7,
+            frameon=False,
+        )
+        ax.grid(False)  # the cells are the grid
+        ax.set_xlim(0, cols)
+        ax.set_ylim(0, rows)
+        ax.set_xticks([c + 0.47 for c in range(0, cols, 2)], range(0, cols, 2))
+        ax.set_yticks(
+            [rows - 0.55 - r for r in range(rows)], [f"row {r}" for r in range(rows)]
+        )
+        ax.set_xlabel("position t (the target that logits[:, t] predicts; _ = space)")
+        ax.set_title(title or "Which target tokens count in log pi(y | x)")
+        fig.tight_layout()
+    return fig
+
+
+# --- chapters 5-8 ---
