@@ -16,6 +16,9 @@ CONSTRAINTS := constraints.txt
 export TQDM_DISABLE := 1
 export PYTHONHASHSEED := 0
 export OMP_NUM_THREADS := 1
+# Nothing is downloaded at run time: transformers and TRL must never reach for a model hub.
+export HF_HUB_OFFLINE := 1
+export HF_DATASETS_OFFLINE := 1
 
 .PHONY: setup book test unit execute bench clean nbval nbval-other browser mathjax lint typecheck constraints
 

@@ -40,6 +40,11 @@ from dpolib.course.exercises.losses import (
     _ipo_reference,
     _pair_cases,
 )
+from dpolib.course.exercises.memory import (
+    _MEMORY_MISTAKES,
+    _memory_cases,
+    _memory_reference,
+)
 from dpolib.course.exercises.practice import (
     _RPO_MISTAKES,
     _SIMPO_MISTAKES,
@@ -538,6 +543,7 @@ MISTAKE_TABLES = {
     "check_trl_ipo_loss": (_TRL_MISTAKES, _trl_cases, _trl_ipo_reference, 40),
     "check_simpo_loss": (_SIMPO_MISTAKES, _simpo_cases, _simpo_reference, 11),
     "check_rpo_loss": (_RPO_MISTAKES, _rpo_cases, _rpo_reference, 12),
+    "check_training_memory": (_MEMORY_MISTAKES, _memory_cases, _memory_reference, 6),
 }
 
 
@@ -663,6 +669,7 @@ CHEATS = {
         )
     ],
     "check_rpo_loss": [(_rpo_reference, "_rpo_reference")],
+    "check_training_memory": [(_memory_reference, "_memory_reference")],
 }
 
 

@@ -28,6 +28,7 @@ from ._core import CheckResult, _codes
 from .bandit import _BANDIT_MISTAKES, check_bandit_optimum
 from .logprobs import _SEQ_MISTAKES, check_sequence_logprobs
 from .losses import _DPO_MISTAKES, _IPO_MISTAKES, check_dpo_loss, check_ipo_loss
+from .memory import _MEMORY_MISTAKES, check_training_memory
 from .practice import _RPO_MISTAKES, _SIMPO_MISTAKES, check_rpo_loss, check_simpo_loss
 from .rewards import (
     _REWARD_MISTAKES,
@@ -48,6 +49,7 @@ __all__ = [
     "check_implicit_reward",
     "check_ipo_loss",
     "check_rpo_loss",
+    "check_training_memory",
     "check_sequence_logprobs",
     "check_simpo_loss",
     "check_trl_ipo_loss",
@@ -63,6 +65,7 @@ MISTAKE_CODES: dict[str, tuple[str, ...]] = {
     "check_bandit_optimum": _codes(_BANDIT_MISTAKES, "overflow", "small_beta"),
     "check_ipo_loss": _codes(_IPO_MISTAKES, "no_grad", "partial_grad"),
     "check_trl_ipo_loss": TRL_MISTAKE_CODES,
+    "check_training_memory": _codes(_MEMORY_MISTAKES),
     "check_rpo_loss": _codes(_RPO_MISTAKES, "no_grad", "partial_grad"),
     "check_simpo_loss": _codes(_SIMPO_MISTAKES, "no_grad", "partial_grad"),
 }
@@ -88,6 +91,7 @@ CHECKERS: dict[str, Callable[..., CheckResult]] = {
     "check_bandit_optimum": check_bandit_optimum,
     "check_ipo_loss": check_ipo_loss,
     "check_trl_ipo_loss": check_trl_ipo_loss,
+    "check_training_memory": check_training_memory,
     "check_rpo_loss": check_rpo_loss,
     "check_simpo_loss": check_simpo_loss,
 }
