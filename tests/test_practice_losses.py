@@ -4,8 +4,8 @@ import math
 import pytest
 import torch
 
-from dpolib.data import PreferencePair
 from dpolib import completion_distribution
+from dpolib.data import PreferencePair
 from dpolib.losses import PRACTICE_LOSS_TYPES, dpo_loss, practice_loss
 from dpolib.train import run_dpo_episodes
 from dpolib.variants import run_variant_episodes
