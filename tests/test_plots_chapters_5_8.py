@@ -1,4 +1,4 @@
-"""The figures of chapters 5-8 (end of dpolib.course.plots): they draw the given numbers."""
+"""The figures of chapters 5-8 (end of dpolib.course.plots) draw the numbers given."""
 
 from __future__ import annotations
 
