@@ -455,9 +455,21 @@ def plot_sweep_table(
             finite = grid[np.isfinite(grid)]
             lo = float(finite.min()) if finite.size else 0.0
             hi = float(finite.max()) if finite.size else 1.0
-            ax.imshow(grid, cmap="viridis", vmin=lo, vmax=hi if hi > lo else lo + 1)
+            ax.imshow(
+                grid,
+                cmap="viridis",
+                vmin=lo,
+                vmax=hi if hi > lo else lo + 1,
+                aspect="auto",  # panels as wide as the figure allows, cells readable
+            )
             ax.grid(False)
-            ax.set_xticks(range(len(cols)), [f"{c:g}" for c in cols], fontsize="small")
+            ax.set_xticks(
+                range(len(cols)),
+                [f"{c:g}" for c in cols],
+                fontsize="small",
+                rotation=45,
+                ha="right",
+            )
             ax.set_yticks(range(len(rows)), [f"{r:g}" for r in rows], fontsize="small")
             ax.set_xlabel(col_label)
             ax.set_title(name, fontsize="medium")
