@@ -17,6 +17,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
+from ..errors import describe
 from ..evaluate import OTHER
 from .viz import course_style
 
@@ -25,6 +26,8 @@ __all__ = [
     "plot_distribution_heatmap",
     "plot_drift_bars",
     "plot_history",
+    "plot_letter_heatmap",
+    "plot_sweep_table",
 ]
 
 # One panel per question a DPO log answers, with the metric names Hugging Face TRL's
@@ -559,4 +562,152 @@ def plot_token_mask(tokenizer: Any, batch: Any, *, title: str | None = None) -> 
     return fig
 
 
-# --- chapters 5-8 ---
+def plot_letter_heatmap(
+    rows: Mapping[str, Sequence[float]],
+    columns: Sequence[str],
+    *,
+    title: str | None = None,
+    floor: float = 1e-8,
+) -> Figure:
+    """Heat map of p(next letter | prompt, letters before it), one row per model.
+
+    Colour is log10 of the probability (clipped at `floor`), so a letter pushed to 1e-6
+    stands out next to one at 0.8; every cell is annotated with its value.
+    """
+    if not isinstance(rows, Mapping) or not rows:
+        raise ValueError(
+            "rows must be a non-empty dict model label -> list of probabilities, "
+            f"got {describe(rows)}"
+        )
+    columns = list(columns)
+    names = list(rows)
+    values = np.array([[float(v) for v in rows[n]] for n in names], dtype=float)
+    if values.ndim != 2 or values.shape[1] != len(columns):
+        raise ValueError(
+            f"every row needs one value per column ({len(columns)}: {columns}); "
+            f"got row lengths {[len(rows[n]) for n in names]}"
+        )
+    if not np.isfinite(values).all() or (values < 0).any() or (values > 1 + 1e-9).any():
+        raise ValueError(
+            "the values must be probabilities in [0, 1]; got "
+            f"{describe(values.tolist())}"
+        )
+    if not 0 < floor < 1:
+        raise ValueError(f"floor must be in (0, 1), got {describe(floor)}")
+    logs = np.log10(np.clip(values, floor, 1.0))
+    with course_style():
+        fig, ax = plt.subplots(
+            figsize=(0.9 * len(columns) + 2.6, 0.42 * len(names) + 1.5)
+        )
+        image = ax.imshow(
+            logs, cmap="viridis", vmin=math.log10(floor), vmax=0.0, aspect="auto"
+        )
+        ax.grid(False)  # grid lines would cut through the cells
+        ax.set_xticks(range(len(columns)), columns, rotation=30, ha="right")
+        ax.set_yticks(range(len(names)), names)
+        ax.set_xlabel("next letter | letters before it")
+        ax.set_ylabel("model")
+        for i in range(len(names)):
+            for j in range(len(columns)):
+                v = values[i, j]
+                text = f"{v:.3f}" if v >= 0.01 else f"{v:.0e}"
+                dark = logs[i, j] < 0.6 * math.log10(
+                    floor
+                )  # viridis is dark at low end
+                ax.text(
+                    j,
+                    i,
+                    text,
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="w" if dark else "k",
+                )
+        fig.colorbar(image, ax=ax, label="log10 probability")
+        ax.set_title(title or "Next-letter probabilities")
+        fig.tight_layout()
+    return fig
+
+
+def plot_sweep_table(
+    table: Mapping[str, Mapping[tuple[Any, Any], float]],
+    rows: Sequence[Any],
+    cols: Sequence[Any],
+    *,
+    formats: Mapping[str, str] | None = None,
+    row_label: str = "beta",
+    col_label: str = "learning rate",
+    title: str | None = None,
+) -> Figure:
+    """A sweep's results as a table of heat maps: one panel per metric, rows x cols.
+
+    `table` maps a metric's name to {(row value, col value): number}, e.g.
+    {"pizza": {(beta, lr): p}}. Each panel has its own colour scale and every cell is
+    annotated with `formats[metric]` (default "{:.3g}"), so the figure reads as a table.
+    """
+    if not isinstance(table, Mapping) or not table:
+        raise ValueError(
+            "table must be a non-empty dict metric -> {(row, col): value}, "
+            f"got {describe(table)}"
+        )
+    rows, cols = list(rows), list(cols)
+    if not rows or not cols:
+        raise ValueError("rows and cols must be non-empty")
+    formats = dict(formats or {})
+    grids = {}
+    for name, cells in table.items():
+        missing = [(r, c) for r in rows for c in cols if (r, c) not in cells]
+        if missing:
+            raise ValueError(
+                f"metric {name!r} has no value for {describe(missing)}; "
+                "give one for every (row, col)"
+            )
+        grids[name] = np.array([[float(cells[r, c]) for c in cols] for r in rows])
+    with course_style():
+        fig, axes = plt.subplots(
+            1,
+            len(grids),
+            figsize=(0.75 * len(cols) * len(grids) + 1.2, 0.3 * len(rows) + 1.3),
+            squeeze=False,
+        )
+        for ax, (name, grid) in zip(axes[0], grids.items()):
+            finite = grid[np.isfinite(grid)]
+            lo = float(finite.min()) if finite.size else 0.0
+            hi = float(finite.max()) if finite.size else 1.0
+            ax.imshow(
+                grid,
+                cmap="viridis",
+                vmin=lo,
+                vmax=hi if hi > lo else lo + 1,
+                aspect="auto",  # panels as wide as the figure allows, cells readable
+            )
+            ax.grid(False)
+            ax.set_xticks(
+                range(len(cols)),
+                [f"{c:g}" for c in cols],
+                fontsize="small",
+                rotation=45,
+                ha="right",
+            )
+            ax.set_yticks(range(len(rows)), [f"{r:g}" for r in rows], fontsize="small")
+            ax.set_xlabel(col_label)
+            ax.set_title(name, fontsize="medium")
+            fmt = formats.get(name, "{:.3g}")
+            for i in range(len(rows)):
+                for j in range(len(cols)):
+                    v = grid[i, j]
+                    bright = hi > lo and (v - lo) / (hi - lo) > 0.6
+                    ax.text(
+                        j,
+                        i,
+                        fmt.format(v),
+                        ha="center",
+                        va="center",
+                        fontsize=7,
+                        color="k" if bright else "w",
+                    )
+        axes[0][0].set_ylabel(row_label)
+        if title:
+            fig.suptitle(title)
+        fig.tight_layout()
+    return fig
