@@ -37,6 +37,7 @@ from .rewards import (
     check_implicit_reward,
 )
 from .trl import TRL_MISTAKE_CODES, check_trl_ipo_loss
+from .tuning import _STOP_MISTAKES, check_early_stop
 
 __all__ = [
     "CheckResult",
@@ -45,6 +46,7 @@ __all__ = [
     "MISTAKE_CODES",
     "check_bandit_optimum",
     "check_dpo_loss",
+    "check_early_stop",
     "check_gradient_weight",
     "check_implicit_reward",
     "check_ipo_loss",
@@ -65,6 +67,7 @@ MISTAKE_CODES: dict[str, tuple[str, ...]] = {
     "check_bandit_optimum": _codes(_BANDIT_MISTAKES, "overflow", "small_beta"),
     "check_ipo_loss": _codes(_IPO_MISTAKES, "no_grad", "partial_grad"),
     "check_trl_ipo_loss": TRL_MISTAKE_CODES,
+    "check_early_stop": _codes(_STOP_MISTAKES),
     "check_training_memory": _codes(_MEMORY_MISTAKES),
     "check_rpo_loss": _codes(_RPO_MISTAKES, "no_grad", "partial_grad"),
     "check_simpo_loss": _codes(_SIMPO_MISTAKES, "no_grad", "partial_grad"),
@@ -91,6 +94,7 @@ CHECKERS: dict[str, Callable[..., CheckResult]] = {
     "check_bandit_optimum": check_bandit_optimum,
     "check_ipo_loss": check_ipo_loss,
     "check_trl_ipo_loss": check_trl_ipo_loss,
+    "check_early_stop": check_early_stop,
     "check_training_memory": check_training_memory,
     "check_rpo_loss": check_rpo_loss,
     "check_simpo_loss": check_simpo_loss,
