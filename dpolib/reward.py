@@ -22,8 +22,7 @@ from .tokenizer import CharTokenizer
 
 
 class ScalarHeadGPT(nn.Module):
-    """A copy of a GPT whose vocabulary head is replaced by one linear unit: a scalar
-    per position.
+    """A copy of a GPT whose vocabulary head is one linear unit: a scalar per position.
 
     Read at a sequence's last token it is a reward model; read at every position it is a
     value model."""
@@ -67,8 +66,7 @@ class ScalarHeadGPT(nn.Module):
         completions: Sequence[str],
         finished: Sequence[bool] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Right-padded ids of <bos> prompt completion [<eos>] and each row's last
-        index.
+        """Right-padded ids of <bos> prompt completion [<eos>], each row's last index.
 
         An unfinished completion (no <eos> sampled) is read at its last character."""
         if len(prompts) != len(completions):
@@ -114,8 +112,7 @@ class RewardModel(ScalarHeadGPT):
 def bradley_terry_loss(
     chosen_scores: torch.Tensor, rejected_scores: torch.Tensor
 ) -> torch.Tensor:
-    """-mean log sigma(r(y_w) - r(y_l)): the negative log-likelihood of the
-    preferences."""
+    """-mean log sigma(r(y_w) - r(y_l)): the preferences' negative log-likelihood."""
     if chosen_scores.shape != rejected_scores.shape or chosen_scores.dim() != 1:
         raise ValueError(
             "chosen_scores and rejected_scores must be 1-D with one entry per pair, "
@@ -142,8 +139,7 @@ def train_reward_model(
     lr: float = 3e-4,
     weight_decay: float = 0.0,
 ) -> RewardFit:
-    """Fit r_phi on `pairs` by full-batch AdamW on the Bradley-Terry loss, from
-    `base`'s body."""
+    """Fit r_phi on `pairs` from `base`'s body: full-batch AdamW, Bradley-Terry loss."""
     pairs = validate_pairs(pairs)
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps must be an int >= 1, got {describe(steps)}")

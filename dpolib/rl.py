@@ -1,16 +1,12 @@
 """On-policy RL from the same reference as DPO: PPO, RLOO and GRPO, batched.
 
-Every method maximises E_{y~pi}[r(x, y)] - beta KL(pi || pi_ref) on samples of one
-prompt.
-Each step draws one batch with `GPT.sample_batch`, scores it (a learned `RewardModel`
-or an
-exact reward function: the same argument), reads per-token log-probs with
+Every method maximises E_{y~pi}[r(x, y)] - beta KL(pi || pi_ref) on samples of a prompt.
+Each step draws one batch with `GPT.sample_batch`, scores it (a learned `RewardModel` or
+an exact reward function: the same argument), reads per-token log-probs with
 `batch_token_logprobs`, and updates. Configs use Hugging Face TRL's field names where
-the
-meaning is the same (learning_rate, kl_coef, cliprange, vf_coef, cliprange_value,
-gamma, lam,
-num_ppo_epochs, rloo_k, num_generations, beta, epsilon, num_iterations, scale_rewards,
-missing_eos_penalty, max_completion_length, kl_estimator, max_steps).
+the meaning is the same (learning_rate, kl_coef, cliprange, vf_coef, cliprange_value,
+gamma, lam, num_ppo_epochs, rloo_k, num_generations, beta, epsilon, num_iterations,
+scale_rewards, missing_eos_penalty, max_completion_length, kl_estimator, max_steps).
 """
 
 from __future__ import annotations
@@ -173,8 +169,7 @@ class PPOConfig(_RLConfig):
 
 @dataclass(frozen=True)
 class RLOOConfig(_RLConfig):
-    """REINFORCE with a leave-one-out baseline over rloo_k samples; KL in the sequence
-    reward."""
+    """REINFORCE, a leave-one-out baseline over rloo_k samples, KL in the reward."""
 
     rloo_k: int = 8
     kl_coef: float = 0.05
@@ -191,8 +186,7 @@ class RLOOConfig(_RLConfig):
 
 @dataclass(frozen=True)
 class GRPOConfig(_RLConfig):
-    """Group-normalised advantages, a clipped per-token ratio, and beta * k3 KL in the
-    loss."""
+    """Group-normalised advantages, a clipped per-token ratio, beta * k3 in the loss."""
 
     num_generations: int = 8
     beta: float = 0.05
@@ -213,8 +207,7 @@ class GRPOConfig(_RLConfig):
 # --------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class BatchReward:
-    """A reward function that scores a whole batch: fn(prompts, completions) -> B
-    numbers."""
+    """A reward that scores a whole batch: fn(prompts, completions) -> B numbers."""
 
     fn: Callable[[list[str], list[str]], Sequence[float] | torch.Tensor]
 
@@ -275,9 +268,9 @@ def score_completions(
     finished: Sequence[bool] | None = None,
     missing_eos_penalty: float | None = None,
 ) -> torch.Tensor:
-    """r(x, y) for each row as float32 on the CPU (a RewardModel, a BatchReward or a
-    function
-    of one (prompt, completion)); minus `missing_eos_penalty` where <eos> never came."""
+    """r(x, y) per row, float32 on the CPU, from a RewardModel, a BatchReward or a
+    function of one (prompt, completion); minus `missing_eos_penalty` where <eos> never
+    came."""
     n = len(completions)
     finished = [True] * n if finished is None else list(finished)
     if isinstance(reward, ScalarHeadGPT):
@@ -340,8 +333,8 @@ def rollout(
     config: _RLConfig,
     generator: torch.Generator | None = None,
 ) -> Rollout:
-    """One `sample_batch` call of config.batch_size completions, scored and
-    log-probbed."""
+    """One `sample_batch` call of config.batch_size completions, scored, with their
+    per-token log-probs under the policy and the reference."""
     t0 = time.perf_counter()
     samples = policy.sample_batch(
         tokenizer,
@@ -475,8 +468,8 @@ def train_ppo(
     callback: Callback | None = None,
 ) -> tuple[GPT, ScalarHeadGPT, list[dict]]:
     """PPO: per-token reward -kl_coef * KL_t (+ the score at the last token), GAE on a
-    value
-    model, clipped surrogate + vf_coef * clipped value loss, num_ppo_epochs per batch.
+    value model, clipped surrogate + vf_coef * clipped value loss, num_ppo_epochs per
+    batch.
 
     Returns (policy, value_model, history). The value model starts as a copy of the
     reference's body with a zero head unless one is given. `callback(record)` returning
@@ -554,9 +547,8 @@ def train_rloo(
     callback: Callback | None = None,
 ) -> tuple[GPT, list[dict]]:
     """RLOO: sequence reward R = score - kl_coef * sum_t k1_t, advantage R_i minus the
-    mean of
-    the other rloo_k - 1 samples of its group, a sequence-level clipped ratio. No value
-    model."""
+    mean of the other rloo_k - 1 samples of its group, a sequence-level clipped ratio.
+    No value model."""
     config = config or RLOOConfig()
     _prepare(policy, reference, tokenizer, prompt, reward, config, RLOOConfig)
     opt = torch.optim.Adam(policy.parameters(), lr=config.learning_rate)
@@ -604,8 +596,7 @@ def grpo_loss(
     epsilon: float,
 ) -> torch.Tensor:
     """GRPO: mean over rows of the per-row token mean of
-    -(min(rho_t A, clip(rho_t, 1 - eps, 1 + eps) A) - beta * k3_t), k3 against
-    pi_ref."""
+    -(min(rho_t A, clip(rho_t, 1 - eps, 1 + eps) A) - beta * k3_t), k3 to pi_ref."""
     ratio = torch.exp(logps - old_logps)
     adv = advantages[:, None]
     surrogate = torch.minimum(
@@ -628,8 +619,7 @@ def train_grpo(
     callback: Callback | None = None,
 ) -> tuple[GPT, list[dict]]:
     """GRPO: advantages are the scores normalised within groups of num_generations, the
-    loss
-    is `grpo_loss` (KL in the loss, not in the reward), num_iterations updates per
+    loss is `grpo_loss` (KL in the loss, not in the reward), num_iterations updates per
     batch."""
     config = config or GRPOConfig()
     _prepare(policy, reference, tokenizer, prompt, reward, config, GRPOConfig)

@@ -44,8 +44,7 @@ def masked_mean(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
 
 
 def masked_whiten(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """(x - mean) / std over the masked entries (PPO's advantage normalisation), 0
-    outside."""
+    """(x - mean) / std over the masked entries, 0 outside (PPO's normalisation)."""
     mean = masked_mean(x, mask)
     var = masked_mean((x - mean) ** 2, mask)
     return (x - mean) * torch.rsqrt(var + 1e-8) * mask
@@ -58,8 +57,8 @@ def clipped_surrogate_loss(
     cliprange: float,
     mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """PPO's loss -mean min(rho A, clip(rho, 1 - eps, 1 + eps) A), rho = exp(logps -
-    old_logps)."""
+    """PPO's loss -mean min(rho A, clip(rho, 1 - eps, 1 + eps) A),
+    rho = exp(logps - old_logps)."""
     _check_positive(cliprange, "cliprange", "PPO clips the ratio to [1 - eps, 1 + eps]")
     ratio = torch.exp(logps - old_logps)
     clipped = torch.clamp(ratio, 1 - cliprange, 1 + cliprange)
@@ -74,8 +73,7 @@ def clip_fraction(
     cliprange: float,
     mask: torch.Tensor | None = None,
 ) -> float:
-    """Share of entries where the clipped term is the one min() keeps (its gradient is
-    0)."""
+    """Share of entries where min() keeps the clipped term (their gradient is 0)."""
     ratio = torch.exp(logps - old_logps)
     clipped = torch.clamp(ratio, 1 - cliprange, 1 + cliprange)
     active = (clipped * advantages < ratio * advantages).to(ratio.dtype)
@@ -106,11 +104,11 @@ def gae(
     lam: float = 0.95,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Generalised advantage estimation over masked positions of each row (B, T):
-    delta_t = r_t + gamma V_{t+1} - V_t, A_t = delta_t + gamma lam A_{t+1}; returns (A,
-    A + V).
+    delta_t = r_t + gamma V_{t+1} - V_t, A_t = delta_t + gamma lam A_{t+1};
+    returns (A, A + V).
 
-    V_{t+1} and A_{t+1} are 0 past a row's last masked position (the episode ends
-    there)."""
+    V_{t+1} and A_{t+1} are 0 past a row's last masked position (the episode's end).
+    """
     if not (rewards.shape == values.shape == mask.shape) or rewards.dim() != 2:
         raise ValueError(
             "rewards, values and mask must share one (batch, time) shape, got "
@@ -132,8 +130,7 @@ def gae(
 
 
 def rloo_advantages(rewards: torch.Tensor) -> torch.Tensor:
-    """A_i = R_i - mean_{j != i} R_j within each group (a row of shape (G, k), k >=
-    2)."""
+    """A_i = R_i - mean_{j != i} R_j within each group: rows of shape (G, k), k >= 2."""
     if rewards.dim() != 2 or rewards.shape[1] < 2:
         raise ValueError(
             "RLOO needs groups of k >= 2 samples (shape (groups, k)) so that every "

@@ -1,12 +1,9 @@
 """PPO, RLOO and GRPO on chapter 2's bandit (one prompt, K responses, exact rewards).
 
-A "completion" is one arm y ~ pi_theta = softmax(theta); its log-prob is log
-pi_theta(y).
-The update rules are dpolib.rl_core's, the same ones the pizza run uses; only the
-sampler
-(torch.multinomial over K arms) and the reward (the vector r) differ. KL(pi_theta ||
-pi*) is
-measured against the closed form pi* = pi_ref exp(r / beta) / Z.
+A "completion" is one arm y ~ pi_theta = softmax(theta), with log-prob log pi_theta(y).
+The update rules are dpolib.rl_core's, the same as the pizza run's; only the sampler
+(torch.multinomial over K arms) and the reward (the vector r) differ.
+KL(pi_theta || pi*) is measured against the closed form pi* = pi_ref exp(r / beta) / Z.
 """
 
 from __future__ import annotations
@@ -30,8 +27,7 @@ METHODS = ("exact", "rloo", "ppo", "grpo", "grpo_expected")
 
 @dataclass
 class BanditRun:
-    """A trained softmax policy and its KL(pi_theta || pi*) after every step (index 0:
-    start)."""
+    """A trained softmax policy and KL(pi_theta || pi*) after each step (0: start)."""
 
     method: str
     policy: torch.Tensor
@@ -53,9 +49,8 @@ def _grpo_expected_loss(
     beta: float,
     scale_rewards: bool,
 ) -> torch.Tensor:
-    """GRPO's loss averaged over y ~ pi_theta exactly (the limit of infinitely large
-    groups):
-    advantages (r - E r) / std r, k3 KL differentiated through log pi_theta(y)."""
+    """GRPO's loss averaged exactly over y ~ pi_theta (infinitely large groups):
+    advantages (r - E r) / std r, k3 differentiated through log pi_theta(y)."""
     logp = torch.log_softmax(theta, 0)
     p = (
         logp.exp().detach()
@@ -82,18 +77,14 @@ def bandit_rl(
     scale_rewards: bool = True,
     generator: torch.Generator | None = None,
 ) -> BanditRun:
-    """Maximise E_pi[r] - beta KL(pi || pi_ref) over softmax logits from pi_ref with
-    Adam.
+    """Maximise E_pi[r] - beta KL(pi || pi_ref) over softmax logits from pi_ref (Adam).
 
     exact: the exact gradient of that objective. rloo: `num_samples` arms per step,
-    reward
-    r(y) - beta log(pi/pi_ref)(y), leave-one-out baseline within groups of `group_size`.
-    ppo: the same reward, a learned scalar baseline (the value model of a one-step
-    episode),
-    clipped ratio, `num_ppo_epochs` per batch. grpo: group-normalised r (no KL in the
-    reward)
-    and beta * k3 in the loss. grpo_expected: GRPO's loss averaged exactly over
-    pi_theta."""
+    reward r(y) - beta log(pi/pi_ref)(y), leave-one-out baseline in groups of
+    `group_size`. ppo: the same reward, a learned scalar baseline (the value model of a
+    one-step episode), clipped ratio, `num_ppo_epochs` per batch. grpo: group-normalised
+    r (no KL in the reward) and beta * k3 in the loss. grpo_expected: GRPO's loss
+    averaged exactly over pi_theta."""
     check_beta(beta)
     pi_ref, rewards = _check_pair(pi_ref, rewards, positive=True)
     if method not in METHODS:
@@ -210,9 +201,8 @@ def grpo_fixed_point(
     scale_rewards: bool = True,
     steps: int = 600,
 ) -> torch.Tensor:
-    """Where GRPO's expected update is zero: pi_i (r_i - E r) / sigma = beta (pi_i -
-    pi_ref_i)
-    (sigma = 1 without scale_rewards), found by running `grpo_expected` to
+    """Where GRPO's expected update is zero, pi_i (r_i - E r) / sigma =
+    beta (pi_i - pi_ref_i) (sigma = 1 without scale_rewards): `grpo_expected` run to
     convergence."""
     return bandit_rl(
         pi_ref,

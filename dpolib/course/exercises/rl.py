@@ -2,8 +2,7 @@
 
 The student's fn(logps, old_logps, advantages, cliprange) returns the scalar loss
 -mean min(rho A, clip(rho, 1 - eps, 1 + eps) A), rho = exp(logps - old_logps),
-differentiable
-in logps; it is compared with `dpolib.rl_core.clipped_surrogate_loss`.
+differentiable in logps; it is compared with `dpolib.rl_core.clipped_surrogate_loss`.
 """
 
 from __future__ import annotations
@@ -160,8 +159,7 @@ def _clip_cases(gen: torch.Generator) -> list[_Case]:
 
 
 def check_clipped_surrogate(fn: Callable, *, quiet: bool = False) -> CheckResult:
-    """Check fn(logps, old_logps, advantages, cliprange) = -mean min(rho A, clip(rho)
-    A)."""
+    """Check fn(logps, old_logps, advantages, cliprange) = PPO's clipped loss."""
     cases = _clip_cases(_generator(13))
     check = _Check(
         "check_clipped_surrogate",
