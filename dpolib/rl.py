@@ -379,9 +379,16 @@ def _last_index(mask: torch.Tensor) -> torch.Tensor:
     return mask.long().cumsum(1).argmax(1)
 
 
-def _base_record(step: int, ro: Rollout, kind: str = "k1") -> dict:
+def _base_record(
+    step: int, ro: Rollout, kind: str = "k1", target: str | None = None
+) -> dict:
     mask = ro.batch.completion_mask
     seq_kl = (kl_estimate(ro.logps, ro.ref_logps, kind) * mask).sum(1)
+    extra = {}
+    if target is not None:  # e.g. the pizza share of the batch
+        extra["samples/target_share"] = sum(
+            s.finished and s.completion == target for s in ro.samples
+        ) / len(ro.samples)
     return {
         "step": step,
         "objective/scores": float(ro.scores.mean()),
@@ -391,6 +398,7 @@ def _base_record(step: int, ro: Rollout, kind: str = "k1") -> dict:
         "samples/finished": sum(s.finished for s in ro.samples) / len(ro.samples),
         "time/sampling": ro.seconds_sampling,
         "time/scoring": ro.seconds_scoring,
+        **extra,
     }
 
 
@@ -466,6 +474,7 @@ def train_ppo(
     value_model: ScalarHeadGPT | None = None,
     generator: torch.Generator | None = None,
     callback: Callback | None = None,
+    target: str | None = None,
 ) -> tuple[GPT, ScalarHeadGPT, list[dict]]:
     """PPO: per-token reward -kl_coef * KL_t (+ the score at the last token), GAE on a
     value model, clipped surrogate + vf_coef * clipped value loss, num_ppo_epochs per
@@ -473,8 +482,8 @@ def train_ppo(
 
     Returns (policy, value_model, history). The value model starts as a copy of the
     reference's body with a zero head unless one is given. `callback(record)` returning
-    True
-    stops training after that step."""
+    True stops training after that step; with `target` the history also logs the share
+    of samples that are exactly that completion (samples/target_share)."""
     config = config or PPOConfig()
     _prepare(policy, reference, tokenizer, prompt, reward, config, PPOConfig)
     if value_model is None:
@@ -517,7 +526,7 @@ def train_ppo(
             value_opt.step()
         policy.eval()
         value_model.eval()
-        record = _base_record(step, ro, config.kl_estimator)
+        record = _base_record(step, ro, config.kl_estimator, target)
         record.update(
             {
                 "loss/policy_avg": float(pg_loss.detach()),
@@ -545,6 +554,7 @@ def train_rloo(
     *,
     generator: torch.Generator | None = None,
     callback: Callback | None = None,
+    target: str | None = None,
 ) -> tuple[GPT, list[dict]]:
     """RLOO: sequence reward R = score - kl_coef * sum_t k1_t, advantage R_i minus the
     mean of the other rloo_k - 1 samples of its group, a sequence-level clipped ratio.
@@ -569,7 +579,7 @@ def train_rloo(
             loss.backward()
             opt.step()
         policy.eval()
-        record = _base_record(step, ro)
+        record = _base_record(step, ro, "k1", target)
         record.update(
             {
                 "loss/policy_avg": float(loss.detach()),
@@ -617,6 +627,7 @@ def train_grpo(
     *,
     generator: torch.Generator | None = None,
     callback: Callback | None = None,
+    target: str | None = None,
 ) -> tuple[GPT, list[dict]]:
     """GRPO: advantages are the scores normalised within groups of num_generations, the
     loss is `grpo_loss` (KL in the loss, not in the reward), num_iterations updates per
@@ -649,7 +660,7 @@ def train_grpo(
             loss.backward()
             opt.step()
         policy.eval()
-        record = _base_record(step, ro, "k3")
+        record = _base_record(step, ro, "k3", target)
         record.update(
             {
                 "loss/policy_avg": float(loss.detach()),

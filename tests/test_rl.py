@@ -328,7 +328,10 @@ def test_each_method_raises_pizza(food, method):
             pizza_reward,
             GRPOConfig(batch_size=32, max_steps=3),
             generator=g,
+            target="pizza",
         )
+        shares = [h["samples/target_share"] for h in hist]
+        assert shares[-1] > shares[0]
     assert len(hist) == 3
     for key in (
         "objective/scores",
