@@ -385,7 +385,7 @@ def _base_record(
     mask = ro.batch.completion_mask
     seq_kl = (kl_estimate(ro.logps, ro.ref_logps, kind) * mask).sum(1)
     extra = {}
-    if target is not None:  # e.g. the pizza share of the batch
+    if target is not None:  # e.g. the share of the batch that is the target
         extra["samples/target_share"] = sum(
             s.finished and s.completion == target for s in ro.samples
         ) / len(ro.samples)
