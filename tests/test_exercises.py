@@ -59,9 +59,15 @@ from dpolib.course.exercises.rewards import (
     _reward_cases,
     _weight_cases,
 )
+from dpolib.course.exercises.rl import _CLIP_MISTAKES, _clip_cases, _clip_reference
 from dpolib.course.exercises.trl import _MISTAKES as _TRL_MISTAKES
 from dpolib.course.exercises.trl import _cases as _trl_cases
 from dpolib.course.exercises.trl import _trl_ipo_reference
+from dpolib.course.exercises.tuning import (
+    _STOP_MISTAKES,
+    _early_stop_reference,
+    _stop_cases,
+)
 from dpolib.logprobs import sequence_logprobs
 from dpolib.losses import compute_implicit_reward, dpo_gradient_weight
 
@@ -544,6 +550,8 @@ MISTAKE_TABLES = {
     "check_simpo_loss": (_SIMPO_MISTAKES, _simpo_cases, _simpo_reference, 11),
     "check_rpo_loss": (_RPO_MISTAKES, _rpo_cases, _rpo_reference, 12),
     "check_training_memory": (_MEMORY_MISTAKES, _memory_cases, _memory_reference, 6),
+    "check_early_stop": (_STOP_MISTAKES, _stop_cases, _early_stop_reference, 7),
+    "check_clipped_surrogate": (_CLIP_MISTAKES, _clip_cases, _clip_reference, 13),
 }
 
 
@@ -670,6 +678,8 @@ CHEATS = {
     ],
     "check_rpo_loss": [(_rpo_reference, "_rpo_reference")],
     "check_training_memory": [(_memory_reference, "_memory_reference")],
+    "check_early_stop": [(_early_stop_reference, "_early_stop_reference")],
+    "check_clipped_surrogate": [(_clip_reference, "_clip_reference")],
 }
 
 

@@ -36,6 +36,7 @@ from .rewards import (
     check_gradient_weight,
     check_implicit_reward,
 )
+from .rl import _CLIP_MISTAKES, check_clipped_surrogate
 from .trl import TRL_MISTAKE_CODES, check_trl_ipo_loss
 from .tuning import _STOP_MISTAKES, check_early_stop
 
@@ -45,6 +46,7 @@ __all__ = [
     "GENERIC_MISTAKES",
     "MISTAKE_CODES",
     "check_bandit_optimum",
+    "check_clipped_surrogate",
     "check_dpo_loss",
     "check_early_stop",
     "check_gradient_weight",
@@ -68,6 +70,7 @@ MISTAKE_CODES: dict[str, tuple[str, ...]] = {
     "check_ipo_loss": _codes(_IPO_MISTAKES, "no_grad", "partial_grad"),
     "check_trl_ipo_loss": TRL_MISTAKE_CODES,
     "check_early_stop": _codes(_STOP_MISTAKES),
+    "check_clipped_surrogate": _codes(_CLIP_MISTAKES, "no_grad", "partial_grad"),
     "check_training_memory": _codes(_MEMORY_MISTAKES),
     "check_rpo_loss": _codes(_RPO_MISTAKES, "no_grad", "partial_grad"),
     "check_simpo_loss": _codes(_SIMPO_MISTAKES, "no_grad", "partial_grad"),
@@ -95,6 +98,7 @@ CHECKERS: dict[str, Callable[..., CheckResult]] = {
     "check_ipo_loss": check_ipo_loss,
     "check_trl_ipo_loss": check_trl_ipo_loss,
     "check_early_stop": check_early_stop,
+    "check_clipped_surrogate": check_clipped_surrogate,
     "check_training_memory": check_training_memory,
     "check_rpo_loss": check_rpo_loss,
     "check_simpo_loss": check_simpo_loss,
