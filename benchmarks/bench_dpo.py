@@ -1,7 +1,8 @@
-"""Speed of DPO on the pizza run: batched `run_dpo_episodes` vs a one-pair-at-a-time loop.
+"""Speed of DPO on the pizza run: batched `run_dpo_episodes` vs a pair-at-a-time loop.
 
-Prints per-epoch times measured in one run on the same model and data, the ratios, the time of
-200 epochs, and the end-to-end `python -m dpolib.pizza` time with the food model retrained.
+Prints per-epoch times measured in one run on the same model and data, the ratios, the
+time of 200 epochs, and the end-to-end `python -m dpolib.pizza` time with the food model
+retrained.
 Usage: python benchmarks/bench_dpo.py [--epochs 200] [--naive-epochs 5] [--skip-cli]
 """
 

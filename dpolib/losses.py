@@ -414,13 +414,19 @@ def practice_loss(
             )
 
     if loss_type == "simpo":
+        # checked above: simpo needs both lengths
+        assert chosen_lengths is not None and rejected_lengths is not None
         chosen_u = policy_chosen_logps / chosen_lengths
         rejected_u = policy_rejected_logps / rejected_lengths
         losses = -F.logsigmoid(beta * (chosen_u - rejected_u) - simpo_gamma)
     else:
+        # checked above: every loss but simpo needs the reference
+        assert reference_chosen_logps is not None
+        assert reference_rejected_logps is not None
         chosen_u = policy_chosen_logps - reference_chosen_logps
         rejected_u = policy_rejected_logps - reference_rejected_logps
         if loss_type == "rpo":
+            assert chosen_lengths is not None  # checked above
             nll = -policy_chosen_logps / chosen_lengths
             losses = -F.logsigmoid(beta * (chosen_u - rejected_u)) + rpo_alpha * nll
         elif loss_type == "dpop":
@@ -429,6 +435,8 @@ def practice_loss(
             d = chosen_u - rejected_u - dpop_lambda * penalty
             losses = -F.logsigmoid(beta * d)
         else:
+            # checked above: sigmoid_norm needs both lengths
+            assert chosen_lengths is not None and rejected_lengths is not None
             chosen_u = chosen_u / chosen_lengths
             rejected_u = rejected_u / rejected_lengths
             losses = -F.logsigmoid(beta * (chosen_u - rejected_u))

@@ -6,7 +6,7 @@ policy's own garbage becomes rejected answers. The reference stays fixed."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Sequence
 
 import torch
@@ -97,15 +97,17 @@ def online_dpo_round(
     labels = label_samples(prompt, samples, reward_fn, acceptable, garbled_reward)
     rewards = [labels[s.completion] for s in samples]
     best = max(rewards)
-    record = dict(
+    untrained = OnlineRound(
         round=round_index,
         samples=len(samples),
         acceptable=sum(bool(acceptable(s)) for s in samples),
         mean_reward=sum(rewards) / len(rewards),
         best_share=sum(r == best for r in rewards) / len(rewards),
+        pairs=[],
+        history=[],
     )
     if len(set(rewards)) == 1:  # nothing to prefer: the round trains nothing
-        return OnlineRound(**record, pairs=[], history=[])
+        return untrained
     pairs = build_preference_pairs(
         prompt,
         [s.completion for s in samples],
@@ -116,7 +118,7 @@ def online_dpo_round(
     _, history = run_dpo_episodes(
         steps, pairs, policy, reference, optimizer, tokenizer, beta=beta, progress=False
     )
-    return OnlineRound(**record, pairs=pairs, history=history)
+    return replace(untrained, pairs=pairs, history=history)
 
 
 def online_dpo(

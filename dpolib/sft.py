@@ -50,11 +50,11 @@ def _check_rows(
                 f"weights must have one entry per row ({len(prompts)}), "
                 f"got {len(weights)}"
             )
-        bad = [w for w in weights if not float(w) > 0]
-        if bad:
+        bad_weights = [w for w in weights if not float(w) > 0]
+        if bad_weights:
             raise ValueError(
-                f"every weight must be > 0, got {describe(bad[0])}; drop rows you do "
-                "not want instead of weighting them 0"
+                f"every weight must be > 0, got {describe(bad_weights[0])}; drop rows "
+                "you do not want instead of weighting them 0"
             )
 
 

@@ -116,8 +116,8 @@ def _dpo_config_defaults() -> dict[str, object]:
     for f in dataclasses.fields(DPOConfig):
         if f.default is not dataclasses.MISSING:
             out[f.name] = f.default
-        elif f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
-            out[f.name] = f.default_factory()  # type: ignore[misc]
+        elif f.default_factory is not dataclasses.MISSING:
+            out[f.name] = f.default_factory()
         else:
             out[f.name] = None
     return out

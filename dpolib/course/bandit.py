@@ -416,9 +416,7 @@ def fit_dpo(
     return DPOFit(logits=theta, policy=torch.softmax(theta, dim=0), losses=history)
 
 
-def _check_index_pairs(
-    pairs: tuple[torch.Tensor, torch.Tensor], k: int
-) -> tuple[torch.Tensor, torch.Tensor]:
+def _check_index_pairs(pairs: object, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     if not (
         isinstance(pairs, (tuple, list))
         and len(pairs) == 2

@@ -434,7 +434,8 @@ def measure_activation_bytes(
 
     def pack(t: torch.Tensor) -> torch.Tensor:
         # the same storage can be saved by several ops: count each view once
-        key = (t.data_ptr(), t.storage_offset(), tuple(t.shape))
+        # int(): eager tensors have a concrete offset (the stubs allow a SymInt)
+        key = (t.data_ptr(), int(t.storage_offset()), tuple(t.shape))
         if t.data_ptr() not in param_ptrs:
             seen[key] = _tensor_bytes(t)
         return t

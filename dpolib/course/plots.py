@@ -552,7 +552,9 @@ def plot_token_mask(tokenizer: Any, batch: Any, *, title: str | None = None) -> 
         ax.grid(False)  # the cells are the grid
         ax.set_xlim(0, cols)
         ax.set_ylim(0, rows)
-        ax.set_xticks([c + 0.47 for c in range(0, cols, 2)], range(0, cols, 2))
+        ax.set_xticks(
+            [c + 0.47 for c in range(0, cols, 2)], [str(c) for c in range(0, cols, 2)]
+        )
         ax.set_yticks(
             [rows - 0.55 - r for r in range(rows)], [f"row {r}" for r in range(rows)]
         )

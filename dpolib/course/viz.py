@@ -15,11 +15,14 @@ import math
 import re
 import textwrap
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import matplotlib.pyplot as plt
 from matplotlib.animation import FuncAnimation
 from matplotlib.figure import Figure
+
+if TYPE_CHECKING:  # matplotlib.typing is not in every matplotlib >= 3.7
+    from matplotlib.typing import RcKeyType
 
 __all__ = [
     "COURSE_STYLE",
@@ -35,7 +38,7 @@ __all__ = [
 MAX_FRAMES = 60
 
 # The rc settings every course figure shares; used only inside `course_style()`.
-COURSE_STYLE: dict[str, Any] = {
+COURSE_STYLE: dict[RcKeyType, Any] = {
     "figure.figsize": (5.0, 3.0),
     "figure.dpi": 100,
     "savefig.dpi": 100,

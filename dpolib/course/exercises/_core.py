@@ -244,8 +244,11 @@ def _qualified(code: types.CodeType) -> str:
 def _allowed_files_and_codes(allowed: Sequence[Any]) -> tuple[set[Path], set[Any]]:
     files, codes = set(_SHARED), set()
     for obj in allowed:
-        if isinstance(obj, types.ModuleType) and getattr(obj, "__file__", None):
-            files.add(Path(obj.__file__).resolve())
+        # getattr: a module built in memory has no __file__ attribute at all
+        is_module = isinstance(obj, types.ModuleType)
+        file = getattr(obj, "__file__", None) if is_module else None
+        if file:
+            files.add(Path(file).resolve())
         else:
             code = getattr(getattr(obj, "__func__", obj), "__code__", None)
             if code is not None:
@@ -550,6 +553,7 @@ def _judge(check: _Check, fn: Any) -> CheckResult:
         got, problem = _call(fn, case, check.names)
         if problem is not None:
             return CheckResult(name, False, problem.lines, problem.mistake)
+        assert got is not None  # _call returns an answer or a problem
         gots.append(got)
     with torch.no_grad():
         wants = [check.reference(*_clone(c.args)) for c in check.cases]

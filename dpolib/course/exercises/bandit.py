@@ -95,6 +95,7 @@ def _bandit_overflow(fn: Callable) -> _Outcome:
             + problem.lines,
             problem.mistake,
         )
+    assert got is not None  # _call returns an answer or a problem
     want = optimal_policy(*case.args)
     if _close(got, want):
         return _Outcome(True, [])
@@ -125,24 +126,24 @@ def _bandit_overflow(fn: Callable) -> _Outcome:
 
 
 def _bandit_cases(gen: torch.Generator) -> list[_Case]:
-    f64 = dict(dtype=torch.float64)
+    f64 = torch.float64
     cases = [
         _Case(
             "a 3-response bandit (beta = 1)",
             (
-                torch.tensor([0.5, 0.3, 0.2], **f64),
-                torch.tensor([1.0, 0.0, 2.0], **f64),
+                torch.tensor([0.5, 0.3, 0.2], dtype=f64),
+                torch.tensor([1.0, 0.0, 2.0], dtype=f64),
                 1.0,
             ),
             True,
         )
     ]
     for K, beta in ((5, 0.5), (6, 2.0)):
-        pi_ref = _normalise(torch.rand(K, generator=gen, **f64) + 0.05)
+        pi_ref = _normalise(torch.rand(K, generator=gen, dtype=f64) + 0.05)
         cases.append(
             _Case(
                 f"a random {K}-response bandit (beta = {beta})",
-                (pi_ref, torch.randn(K, generator=gen, **f64), beta),
+                (pi_ref, torch.randn(K, generator=gen, dtype=f64), beta),
             )
         )
     return cases
