@@ -113,6 +113,7 @@ def check_training_memory(fn: Callable, *, quiet: bool = False) -> CheckResult:
         cases=_memory_cases(),
         mistakes=_MEMORY_MISTAKES,
         expected_shape="a single number of bytes",
+        numbers_ok=True,
         hints=lambda g, w: [
             "Per parameter: weights and gradients in the training precision "
             "(bf16/fp16 2 "
