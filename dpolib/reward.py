@@ -41,7 +41,7 @@ class ScalarHeadGPT(nn.Module):
         self.body = copy.deepcopy(base)
         # GPT.forward returns head(ln_f(x)): with an identity head it returns the
         # hidden states
-        self.body.head = nn.Identity()
+        self.body.head = nn.Identity()  # type: ignore[assignment]  # GPT.head is a Linear
         self.score_head = nn.Linear(base.config.n_embd, 1)
         nn.init.zeros_(self.score_head.weight)
         nn.init.zeros_(self.score_head.bias)
