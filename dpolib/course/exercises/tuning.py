@@ -155,6 +155,7 @@ def check_early_stop(fn: Callable, *, quiet: bool = False) -> CheckResult:
         cases=_stop_cases(_generator(7)),
         mistakes=_STOP_MISTAKES,
         expected_shape="two integers, (stop, keep)",
+        numbers_ok=True,  # two step indices: a tuple of ints is the natural answer
         hints=lambda g, w: [
             "stop is the first index i such that no value after values[best] up to "
             "values[i] is higher and i - best == patience (the last index if that "
