@@ -287,3 +287,22 @@ def test_few_cells_ignore_their_output():
         "instead; "
         f"per chapter: { {k: v[0] for k, v in counts.items() if v[0]} }"
     )
+
+
+def test_landing_page_reading_times_match_the_chapters():
+    """The landing page's time table gives each chapter the reading time that chapter
+    states in its first cell ("Reading about N minutes"), in the order of the book."""
+    import re
+
+    rows = re.findall(
+        r"^\| [^|]+ \| [^|]+ \| (\d+) min \|$",
+        (ROOT / "chapters" / "intro.md").read_text(),
+        re.M,
+    )
+    stated = []
+    for path in chapter_notebooks():
+        first = nbformat.read(path, as_version=4).cells[0].source
+        m = re.search(r"Reading about (\d+) minutes", first)
+        assert m, f"{path.name}: the first cell states no reading time"
+        stated.append(m.group(1))
+    assert rows == stated
