@@ -20,6 +20,7 @@ from typing import Callable, Sequence
 
 import torch
 
+from .config import check_finite, check_int
 from .errors import describe
 from .logprobs import SequenceBatch, batch_token_logprobs, build_batch
 from .model import GPT, Sample
@@ -38,19 +39,6 @@ from .rl_core import (
 from .tokenizer import CharTokenizer
 
 
-def _need(ok: bool, name: str, value: object, rule: str) -> None:
-    if not ok:
-        raise ValueError(f"{name} must be {rule}, got {describe(value)}")
-
-
-def _is_int(x: object) -> bool:
-    return isinstance(x, numbers.Integral) and not isinstance(x, bool)
-
-
-def _is_num(x: object) -> bool:
-    return isinstance(x, numbers.Real) and not isinstance(x, bool) and math.isfinite(x)
-
-
 @dataclass(frozen=True)
 class _RLConfig:
     """What every method shares: optimisation, sampling, and the number of steps."""
@@ -64,68 +52,30 @@ class _RLConfig:
     missing_eos_penalty: float | None = None
 
     def __post_init__(self) -> None:
-        _need(
-            _is_num(self.learning_rate) and self.learning_rate > 0,
-            "learning_rate",
-            self.learning_rate,
-            "a number > 0 (e.g. 3e-4)",
-        )
-        _need(
-            _is_int(self.batch_size) and self.batch_size >= 1,
-            "batch_size",
-            self.batch_size,
-            "an int >= 1",
-        )
-        _need(
-            _is_int(self.max_steps) and self.max_steps >= 0,
-            "max_steps",
-            self.max_steps,
-            "an int >= 0",
-        )
-        _need(
-            _is_int(self.max_completion_length) and self.max_completion_length >= 1,
-            "max_completion_length",
-            self.max_completion_length,
-            "an int >= 1",
-        )
-        _need(
-            _is_num(self.temperature) and self.temperature > 0,
-            "temperature",
-            self.temperature,
-            "a number > 0",
-        )
-        _need(
-            self.missing_eos_penalty is None or _is_num(self.missing_eos_penalty),
-            "missing_eos_penalty",
-            self.missing_eos_penalty,
-            "None or a finite number",
-        )
+        # the same checks as DPOConfig's (dpolib.config): one rule for every loop
+        check_finite("learning_rate", self.learning_rate, 0.0, strict=True)
+        check_int("batch_size", self.batch_size, 1)
+        check_int("max_steps", self.max_steps, 0)
+        check_int("max_completion_length", self.max_completion_length, 1)
+        check_finite("temperature", self.temperature, 0.0, strict=True)
+        if self.missing_eos_penalty is not None:
+            check_finite("missing_eos_penalty", self.missing_eos_penalty)
 
     def _check_clip(self, name: str) -> None:
-        value = getattr(self, name)
-        _need(
-            _is_num(value) and value > 0,
-            name,
-            value,
-            "a number > 0 (the ratio is clipped to [1 - eps, 1 + eps]; 0.2 is usual)",
-        )
+        # the ratio is clipped to [1 - eps, 1 + eps]; 0.2 is usual
+        check_finite(name, getattr(self, name), 0.0, strict=True)
 
     def _check_epochs(self, name: str) -> None:
-        value = getattr(self, name)
-        _need(_is_int(value) and value >= 1, name, value, "an int >= 1")
+        check_int(name, getattr(self, name), 1)
 
     def _check_kl(self, name: str) -> None:
-        value = getattr(self, name)
-        _need(
-            _is_num(value) and value >= 0,
-            name,
-            value,
-            "a number >= 0 (the KL penalty's strength; 0 switches it off)",
-        )
+        # the KL penalty's strength; 0 switches it off
+        check_finite(name, getattr(self, name), 0.0)
 
     def _check_group(self, name: str, why: str) -> None:
         k = getattr(self, name)
-        _need(_is_int(k) and k >= 2, name, k, f"an int >= 2 ({why})")
+        if check_int(name, k, 1) < 2:
+            raise ValueError(f"{name} must be >= 2 ({why}), got {describe(k)}")
         if self.batch_size % k:
             raise ValueError(
                 f"batch_size ({self.batch_size}) must be a multiple of {name} ({k}): "
@@ -150,20 +100,17 @@ class PPOConfig(_RLConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         self._check_kl("kl_coef")
-        _need(
-            self.kl_estimator in KL_ESTIMATORS,
-            "kl_estimator",
-            self.kl_estimator,
-            f"one of {KL_ESTIMATORS}",
-        )
+        if self.kl_estimator not in KL_ESTIMATORS:
+            raise ValueError(
+                f"kl_estimator must be one of {KL_ESTIMATORS}, got "
+                f"{describe(self.kl_estimator)}"
+            )
         self._check_clip("cliprange")
         self._check_clip("cliprange_value")
-        _need(
-            _is_num(self.vf_coef) and self.vf_coef >= 0, "vf_coef", self.vf_coef, ">= 0"
-        )
+        check_finite("vf_coef", self.vf_coef, 0.0)
         for name in ("gamma", "lam"):
-            v = getattr(self, name)
-            _need(_is_num(v) and 0 <= v <= 1, name, v, "a number in [0, 1]")
+            if check_finite(name, getattr(self, name), 0.0) > 1:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         self._check_epochs("num_ppo_epochs")
 
 
