@@ -640,7 +640,7 @@ def test_anchor_kl_passes_right_solutions(fn):
         (anchor_unweighted, "counts_ignored", ["counts are ignored"]),
         (anchor_weighted_sum, "not_normalised", ["weighted sum", "weighted mean"]),
         (anchor_mean_of_weighted, "wrong_normaliser", ["number of sentences"]),
-        (anchor_no_log_target, "not_finite", ["nan or inf", "log of 0"]),
+        (anchor_no_log_target, "not_finite", ["nan or inf", "log_target=true"]),
         (anchor_detached_normaliser, "partial_grad", ["policy_logits is wrong"]),
         (anchor_item, "no_grad", ["not differentiable", ".item()"]),
     ],
@@ -672,6 +672,33 @@ def test_anchor_kl_wrong_types_get_feedback():
         "not_callable",
         "check_anchor_kl(my_function)",
     )
+
+
+def test_anchor_kl_unknown_mistakes_get_hints_and_numbers():
+    def scaled(pl, rl, mask, counts):
+        return 1.1 * anchor_right(pl, rl, mask, counts)
+
+    def offset(pl, rl, mask, counts):
+        return anchor_right(pl, rl, mask, counts) + 0.1
+
+    expect(
+        check_anchor_kl(scaled, quiet=True),
+        "wrong_value",
+        "0 when the policy equals the reference",
+        "expected 0.6699",
+    )
+    expect(check_anchor_kl(offset, quiet=True), "wrong_value", "yours is 0.1000")
+
+
+def test_anchor_kl_prints_its_report_once(capsys):
+    r = check_anchor_kl(anchor_no_log_target)
+    out = capsys.readouterr().out
+    assert out.startswith("check_anchor_kl: not yet.") and "log_target" in out
+    assert r.printed and out.count("check_anchor_kl:") == 1
+    r._ipython_display_()
+    assert capsys.readouterr().out == ""
+    check_anchor_kl(anchor_right, quiet=True)
+    assert capsys.readouterr().out == ""
 
 
 def test_anchor_kl_reference_is_the_training_loss_term():

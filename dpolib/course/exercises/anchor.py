@@ -206,6 +206,14 @@ def _anchor_hints(gots: list[torch.Tensor], wants: list[torch.Tensor]) -> list[s
     ]
 
 
+_KL_DIV_NOTE = (
+    "If you use torch.nn.functional.kl_div(input, target): without "
+    "log_target=True it takes the target for probabilities, and the log of a "
+    "log-probability (a negative number) is nan. Pass the reference's log-probs "
+    "with log_target=True, or its probabilities (softmax) without it."
+)
+
+
 def check_anchor_kl(fn: Callable, *, quiet: bool = False) -> CheckResult:
     """Check fn(pol, ref, mask, c) = sum_n c_n sum_t m KL(ref||pol) / sum_n c_n."""
     cases = _anchor_cases(_generator(_SEED_OFFSET))
@@ -220,4 +228,11 @@ def check_anchor_kl(fn: Callable, *, quiet: bool = False) -> CheckResult:
         post_checks=[_grad_check(_anchor_kl_reference, cases[3], (0,), _ANCHOR_NAMES)],
         hints=_anchor_hints,
     )
-    return _run_check(check, fn, quiet=quiet)
+    result = _run_check(check, fn, quiet=True)
+    if result.mistake == "not_finite":
+        # the usual cause here: kl_div reads a target of log-probs as probabilities
+        result.feedback.insert(1, _KL_DIV_NOTE)
+    if not quiet:
+        print(result)
+        result.printed = True
+    return result
