@@ -23,6 +23,7 @@ from dpolib.course.exercises import (
     CHECKERS,
     CheckResult,
     _core,
+    check_anchor_kl,
     check_bandit_optimum,
     check_dpo_loss,
     check_gradient_weight,
@@ -31,6 +32,11 @@ from dpolib.course.exercises import (
     check_sequence_logprobs,
 )
 from dpolib.course.exercises._core import _SEED, _clone, _close
+from dpolib.course.exercises.anchor import (
+    _ANCHOR_MISTAKES,
+    _anchor_cases,
+    _anchor_kl_reference,
+)
 from dpolib.course.exercises.bandit import _BANDIT_MISTAKES, _bandit_cases
 from dpolib.course.exercises.logprobs import _SEQ_MISTAKES, _seq_cases
 from dpolib.course.exercises.losses import (
@@ -527,6 +533,192 @@ def test_bandit_optimum():
     )
 
 
+# --- the anchor's KL (chapter 6)
+# -------------------------------------------------------------
+def _anchor_parts(pl, rl):
+    return F.log_softmax(pl, dim=-1), F.log_softmax(rl, dim=-1)
+
+
+def anchor_right(pl, rl, mask, counts):
+    pol_logp, ref_logp = _anchor_parts(pl, rl)
+    kl = (ref_logp.exp() * (ref_logp - pol_logp)).sum(-1)
+    return ((kl * mask).sum(-1) * counts).sum() / counts.sum()
+
+
+def anchor_kl_div(pl, rl, mask, counts):  # torch's kl_div, the argument order right
+    pol_logp, ref_logp = _anchor_parts(pl, rl)
+    kl = F.kl_div(pol_logp, ref_logp, reduction="none", log_target=True).sum(-1)
+    per_row = torch.where(mask, kl, torch.zeros_like(kl)).sum(-1)
+    return per_row @ counts / counts.sum()
+
+
+def anchor_kl_div_swapped(pl, rl, mask, counts):
+    pol_logp, ref_logp = _anchor_parts(pl, rl)
+    kl = F.kl_div(ref_logp, pol_logp, reduction="none", log_target=True).sum(-1)
+    return ((kl * mask).sum(-1) * counts).sum() / counts.sum()
+
+
+def anchor_kl_div_mean(pl, rl, mask, counts):  # kl_div's default reduction per token
+    pol_logp, ref_logp = _anchor_parts(pl, rl)
+    kl = F.kl_div(pol_logp, ref_logp, reduction="none", log_target=True).mean(-1)
+    return ((kl * mask).sum(-1) * counts).sum() / counts.sum()
+
+
+def anchor_cross_entropy(pl, rl, mask, counts):
+    pol_logp, ref_logp = _anchor_parts(pl, rl)
+    ce = -(ref_logp.exp() * pol_logp).sum(-1)
+    return ((ce * mask).sum(-1) * counts).sum() / counts.sum()
+
+
+def anchor_raw_logits(pl, rl, mask, counts):
+    kl = (torch.softmax(rl, -1) * (rl - pl)).sum(-1)
+    return ((kl * mask).sum(-1) * counts).sum() / counts.sum()
+
+
+def _anchor_token_kl(pl, rl):
+    pol_logp, ref_logp = _anchor_parts(pl, rl)
+    return (ref_logp.exp() * (ref_logp - pol_logp)).sum(-1)
+
+
+def anchor_per_row(pl, rl, mask, counts):
+    return (_anchor_token_kl(pl, rl) * mask).sum(-1)
+
+
+def anchor_unmasked(pl, rl, mask, counts):
+    return (_anchor_token_kl(pl, rl).sum(-1) * counts).sum() / counts.sum()
+
+
+def anchor_token_mean(pl, rl, mask, counts):
+    per_row = (_anchor_token_kl(pl, rl) * mask).sum(-1) / mask.sum(-1)
+    return (per_row * counts).sum() / counts.sum()
+
+
+def anchor_unweighted(pl, rl, mask, counts):
+    return (_anchor_token_kl(pl, rl) * mask).sum(-1).mean()
+
+
+def anchor_weighted_sum(pl, rl, mask, counts):
+    return ((_anchor_token_kl(pl, rl) * mask).sum(-1) * counts).sum()
+
+
+def anchor_mean_of_weighted(pl, rl, mask, counts):
+    return ((_anchor_token_kl(pl, rl) * mask).sum(-1) * counts).mean()
+
+
+def anchor_no_log_target(pl, rl, mask, counts):  # log-probs taken for probabilities
+    pol_logp, ref_logp = _anchor_parts(pl, rl)
+    kl = F.kl_div(pol_logp, ref_logp, reduction="none").sum(-1)
+    return ((kl * mask).sum(-1) * counts).sum() / counts.sum()
+
+
+def anchor_detached_normaliser(pl, rl, mask, counts):
+    pol_logp = pl - torch.logsumexp(pl.detach(), -1, keepdim=True)
+    ref_logp = F.log_softmax(rl, dim=-1)
+    kl = (ref_logp.exp() * (ref_logp - pol_logp)).sum(-1)
+    return ((kl * mask).sum(-1) * counts).sum() / counts.sum()
+
+
+def anchor_item(pl, rl, mask, counts):
+    return torch.tensor(anchor_right(pl, rl, mask, counts).item())
+
+
+@pytest.mark.parametrize("fn", [anchor_right, anchor_kl_div])
+def test_anchor_kl_passes_right_solutions(fn):
+    expect_pass(check_anchor_kl(fn, quiet=True))
+
+
+@pytest.mark.parametrize(
+    "fn, mistake, phrases",
+    [
+        (anchor_per_row, "per_row_vector", ["one kl per sentence", "counts.sum()"]),
+        (anchor_kl_div_swapped, "reversed_kl", ["wrong way", "kl(pi_ref || pi_theta)"]),
+        (anchor_cross_entropy, "cross_entropy", ["cross-entropy", "entropy of"]),
+        (anchor_raw_logits, "unnormalised_logits", ["raw logits", "log_softmax"]),
+        (anchor_kl_div_mean, "vocab_mean", ["average over the vocabulary"]),
+        (anchor_unmasked, "not_masked", ["prompt and padding positions are counted"]),
+        (anchor_token_mean, "mean_not_sum", ["average the kl over each sentence"]),
+        (anchor_unweighted, "counts_ignored", ["counts are ignored"]),
+        (anchor_weighted_sum, "not_normalised", ["weighted sum", "weighted mean"]),
+        (anchor_mean_of_weighted, "wrong_normaliser", ["number of sentences"]),
+        (anchor_no_log_target, "not_finite", ["nan or inf", "log_target=true"]),
+        (anchor_detached_normaliser, "partial_grad", ["policy_logits is wrong"]),
+        (anchor_item, "no_grad", ["not differentiable", ".item()"]),
+    ],
+)
+def test_anchor_kl_names_the_mistake(fn, mistake, phrases):
+    expect(check_anchor_kl(fn, quiet=True), mistake, *phrases)
+
+
+def test_anchor_kl_wrong_types_get_feedback():
+    expect(
+        check_anchor_kl(
+            lambda pl, rl, m, c: anchor_right(pl, rl, m, c).tolist(), quiet=True
+        ),
+        "not_a_tensor",
+        "returned a float",
+    )
+    expect(
+        check_anchor_kl(
+            lambda pl, rl, m, c: anchor_right(pl, rl, m, c).detach().numpy(),
+            quiet=True,
+        ),
+        "not_a_tensor",
+        "numpy.ndarray",
+    )
+    expect(
+        check_anchor_kl(
+            anchor_right(*_anchor_cases(torch.Generator())[0].args), quiet=True
+        ),
+        "not_callable",
+        "check_anchor_kl(my_function)",
+    )
+
+
+def test_anchor_kl_unknown_mistakes_get_hints_and_numbers():
+    def scaled(pl, rl, mask, counts):
+        return 1.1 * anchor_right(pl, rl, mask, counts)
+
+    def offset(pl, rl, mask, counts):
+        return anchor_right(pl, rl, mask, counts) + 0.1
+
+    expect(
+        check_anchor_kl(scaled, quiet=True),
+        "wrong_value",
+        "0 when the policy equals the reference",
+        "expected 0.6699",
+    )
+    expect(check_anchor_kl(offset, quiet=True), "wrong_value", "yours is 0.1000")
+
+
+def test_anchor_kl_prints_its_report_once(capsys):
+    r = check_anchor_kl(anchor_no_log_target)
+    out = capsys.readouterr().out
+    assert out.startswith("check_anchor_kl: not yet.") and "log_target" in out
+    assert r.printed and out.count("check_anchor_kl:") == 1
+    r._ipython_display_()
+    assert capsys.readouterr().out == ""
+    check_anchor_kl(anchor_right, quiet=True)
+    assert capsys.readouterr().out == ""
+
+
+def test_anchor_kl_reference_is_the_training_loss_term():
+    """The checker's reference is the KL the anchor adds in training, and the
+    hand-made case matches a plain loop over sentences, positions and tokens."""
+    pl, rl, mask, counts = _anchor_cases(torch.Generator())[0].args
+    total = 0.0
+    for n in range(pl.shape[0]):
+        for t in range(pl.shape[1]):
+            if mask[n, t]:
+                p = torch.softmax(rl[n, t].double(), -1)
+                q = torch.softmax(pl[n, t].double(), -1)
+                total += float(counts[n]) * float((p * (p / q).log()).sum())
+    want = total / float(counts.sum())
+    assert math.isclose(
+        float(_anchor_kl_reference(pl, rl, mask, counts)), want, rel_tol=1e-5
+    )
+    assert math.isclose(want, 0.6699, abs_tol=5e-5)  # what the feedback prints
+
+
 # --- the checkers themselves
 # ------------------------------------------------------------------
 MISTAKE_TABLES = {
@@ -552,6 +744,7 @@ MISTAKE_TABLES = {
     "check_training_memory": (_MEMORY_MISTAKES, _memory_cases, _memory_reference, 6),
     "check_early_stop": (_STOP_MISTAKES, _stop_cases, _early_stop_reference, 7),
     "check_clipped_surrogate": (_CLIP_MISTAKES, _clip_cases, _clip_reference, 13),
+    "check_anchor_kl": (_ANCHOR_MISTAKES, _anchor_cases, _anchor_kl_reference, 16),
 }
 
 
@@ -680,6 +873,13 @@ CHEATS = {
     "check_training_memory": [(_memory_reference, "_memory_reference")],
     "check_early_stop": [(_early_stop_reference, "_early_stop_reference")],
     "check_clipped_surrogate": [(_clip_reference, "_clip_reference")],
+    "check_anchor_kl": [
+        (_anchor_kl_reference, "_anchor_kl_reference"),
+        (
+            lambda pl, rl, m, c: dpolib.losses.token_kl_to_reference(pl, rl, m, c),
+            "token_kl_to_reference",
+        ),
+    ],
 }
 
 

@@ -16,8 +16,9 @@ time limit, `sys.exit()` caught, a function that runs dpolib's own reference cod
 The shared machinery (running the function safely, diagnosing, rendering the report) is
 in `_core`; each checker module holds its inputs, its known-wrong variants and its extra
 checks: `losses` (DPO and IPO loss), `rewards` (implicit reward, gradient weight),
-`logprobs` (sequence log-probs) and `bandit` (closed-form optimum). Tests import private
-names from the module that defines them.
+`logprobs` (sequence log-probs), `bandit` (closed-form optimum) and `anchor` (the
+anchor's teacher-forced KL). Tests import private names from the module that defines
+them.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from __future__ import annotations
 from typing import Callable
 
 from ._core import CheckResult, _codes
+from .anchor import _ANCHOR_MISTAKES, check_anchor_kl
 from .bandit import _BANDIT_MISTAKES, check_bandit_optimum
 from .logprobs import _SEQ_MISTAKES, check_sequence_logprobs
 from .losses import _DPO_MISTAKES, _IPO_MISTAKES, check_dpo_loss, check_ipo_loss
@@ -45,6 +47,7 @@ __all__ = [
     "CHECKERS",
     "GENERIC_MISTAKES",
     "MISTAKE_CODES",
+    "check_anchor_kl",
     "check_bandit_optimum",
     "check_clipped_surrogate",
     "check_dpo_loss",
@@ -74,6 +77,7 @@ MISTAKE_CODES: dict[str, tuple[str, ...]] = {
     "check_training_memory": _codes(_MEMORY_MISTAKES),
     "check_rpo_loss": _codes(_RPO_MISTAKES, "no_grad", "partial_grad"),
     "check_simpo_loss": _codes(_SIMPO_MISTAKES, "no_grad", "partial_grad"),
+    "check_anchor_kl": _codes(_ANCHOR_MISTAKES, "no_grad", "partial_grad"),
 }
 GENERIC_MISTAKES = (
     "not_callable",
@@ -102,4 +106,5 @@ CHECKERS: dict[str, Callable[..., CheckResult]] = {
     "check_training_memory": check_training_memory,
     "check_rpo_loss": check_rpo_loss,
     "check_simpo_loss": check_simpo_loss,
+    "check_anchor_kl": check_anchor_kl,
 }
