@@ -452,6 +452,32 @@ def test_instructors_table_kinds_checkers_times_and_answers():
         )
 
 
+@pytest.mark.skipif(
+    not (CHAPTERS / "instructors.md").exists(), reason="no instructors page yet"
+)
+def test_every_chapter_has_three_to_five_exercises_and_a_checked_one():
+    """What the landing page promises: every chapter has 3-5 exercises, at least one
+    of them an implementation graded by a checker.
+    """
+    per_chapter: dict[str, list[str]] = {}
+    for exercise in se.list_exercises(CHAPTERS):
+        per_chapter.setdefault(exercise.chapter, []).append(exercise.label)
+    chapters = sorted(p.name for p in CHAPTERS.glob("[0-9][0-9]_*.ipynb"))
+    assert sorted(per_chapter) == chapters, "a chapter without exercises"
+    for chapter, labels in per_chapter.items():
+        assert 3 <= len(labels) <= 5, f"{chapter} has {len(labels)} exercises"
+    checked = {
+        chapter.strip("`")
+        for chapter, _label, _tier, kind, checker, _time in instructors_rows()
+        if "implementation" in kind and "check_" in checker
+    }
+    assert set(chapters) <= checked, (
+        f"chapters with no auto-checked exercise: {sorted(set(chapters) - checked)}"
+    )
+    intro = (CHAPTERS / "intro.md").read_text()
+    assert "at least one checked automatically" in " ".join(intro.split())
+
+
 def test_makefile_has_a_student_target():
     text = (ROOT / "Makefile").read_text()
     assert re.search(r"^student:", text, re.M) and "tools/student_edition.py" in text
