@@ -6,19 +6,16 @@ lives in `dpolib.pretrain` and is re-exported here."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import tempfile
-import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import torch
 from tqdm.auto import tqdm
 
-from .checkpoint import load_dpo_checkpoint, save_checkpoint, tensor_digest
+from .checkpoint import save_checkpoint
 from .config import DPOConfig, check_finite
 from .data import PreferencePair, validate_pairs
 from .errors import describe
@@ -38,6 +35,7 @@ from .losses import (
 )
 from .model import GPT
 from .pretrain import NonFiniteLossError, pretrain, progress_disabled, warmup_cosine
+from .resume import resume_dpo, run_fingerprint
 from .tokenizer import CharTokenizer
 
 __all__ = [
@@ -263,7 +261,12 @@ def train_dpo(
     run = _Run(
         policy, reference, tokenizer, pairs, optimizer, config, anchor, generator
     )
-    history, start = run.resume(resume_from) if resume_from is not None else ([], 0)
+    history: list[dict] = []
+    start = 0
+    if resume_from is not None:
+        history, start = resume_dpo(
+            resume_from, policy, optimizer, config, run.pairs, reference, generator
+        )
     epochs = range(start, config.num_train_epochs)
     policy.train()
     for epoch in tqdm(epochs, desc="DPO", disable=progress_disabled(progress)):
@@ -400,110 +403,7 @@ class _Run:
 
     def fingerprint(self) -> dict[str, Any]:
         """What a resume must match: settings, pairs, reference, optimizer class."""
-        rows = [[p.prompt, p.chosen, p.rejected] for p in self.pairs]
-        return {
-            "config": asdict(self.config),
-            "data_sha256": hashlib.sha256(json.dumps(rows).encode()).hexdigest(),
-            "reference_sha256": tensor_digest(self.reference.state_dict()),
-            "optimizer_settings": {
-                "class": type(self.optimizer).__qualname__,
-                "lr": [float(g["lr"]) for g in self.optimizer.param_groups],
-            },
-        }
-
-    def resume(self, path: str | os.PathLike) -> tuple[list[dict], int]:
-        """Restore policy, optimizer state and shuffle from a checkpoint; (history,
-        epoch)."""
-        ckpt = load_dpo_checkpoint(path)
-        if ckpt.model.config != self.policy.config:
-            raise ValueError(
-                f"{path} holds a model of another shape than `policy`; resume with the "
-                "same model config"
-            )
-        saved, now = ckpt.extra, self.fingerprint()
-        if "config" not in saved:
-            raise ValueError(
-                f"{path} was written without a DPOConfig; it cannot resume"
-            )
-        was = {
-            k: v for k, v in saved["config"].items() if k not in DPOConfig.BOOKKEEPING
-        }
-        if was != self.config.training_settings():
-            diff = {
-                k: (v, now["config"].get(k))
-                for k, v in was.items()
-                if now["config"].get(k) != v
-            }
-            raise ValueError(
-                f"{path} was trained with other settings ({describe(diff)} as (saved, "
-                "now)); resume with the same settings"
-            )
-        for key, what in (
-            ("data_sha256", "preference pairs"),
-            ("reference_sha256", "reference model"),
-        ):
-            if saved.get(key) != now[key]:
-                raise ValueError(
-                    f"{path} was trained on other {what} than these; resume with the "
-                    f"same {what}, or start a new run without resume_from"
-                )
-        opt_was = saved.get("optimizer_settings", {})
-        opt_now = now["optimizer_settings"]
-        if opt_was.get("class") != opt_now["class"]:
-            raise ValueError(
-                f"{path} holds the state of a {opt_was.get('class')} optimizer, not of "
-                f"{opt_now['class']}; resume with the same optimizer class"
-            )
-        if ckpt.step > self.config.num_train_epochs:
-            raise ValueError(
-                f"{path} is at epoch {ckpt.step}, beyond num_train_epochs="
-                f"{self.config.num_train_epochs}; ask for at least {ckpt.step} epochs"
-            )
-        minibatched = (
-            self.config.per_device_train_batch_size or len(self.pairs)
-        ) < len(self.pairs)
-        if minibatched and "generator_state" in saved and self.generator is None:
-            raise ValueError(
-                f"{path} was trained with minibatches shuffled by a generator; pass a "
-                "torch.Generator (any seed: its state is restored) as generator="
-            )
-        if minibatched and "generator_state" not in saved:
-            warnings.warn(
-                f"{path} was trained without a generator: its shuffle cannot be "
-                "restored, "
-                "so this run will differ from an uninterrupted one",
-                stacklevel=3,
-            )
-        self.policy.load_state_dict(ckpt.model.state_dict())
-        self._restore_optimizer(ckpt.optimizer_state, opt_was.get("lr"), path)
-        if self.generator is not None and "generator_state" in saved:
-            self.generator.set_state(saved["generator_state"])
-        return list(saved.get("history", [])), ckpt.step
-
-    def _restore_optimizer(self, state: dict | None, lr_was: Any, path: Any) -> None:
-        if state is None:
-            return
-        # keep the new optimizer's hyper-parameters (a lowered lr is a deliberate fix)
-        groups = [
-            {k: v for k, v in g.items() if k != "params"}
-            for g in self.optimizer.param_groups
-        ]
-        try:
-            self.optimizer.load_state_dict(state)
-        except (ValueError, KeyError) as e:
-            raise ValueError(
-                f"{path}: the saved optimizer state does not fit this optimizer ({e}); "
-                "resume with an optimizer built like the saved one"
-            ) from e
-        for g, hyper in zip(self.optimizer.param_groups, groups):
-            g.update(hyper)
-        lr_now = [float(g["lr"]) for g in self.optimizer.param_groups]
-        if lr_was is not None and lr_was != lr_now:
-            warnings.warn(
-                f"resuming {path} with lr {lr_now} (it was trained with {lr_was}): the "
-                "optimizer's moments and step count are restored, the lr is the new",
-                stacklevel=4,
-            )
+        return run_fingerprint(self.config, self.pairs, self.reference, self.optimizer)
 
 
 def _all_finite(tensors: Sequence[torch.Tensor]) -> bool:
