@@ -1,5 +1,6 @@
-"""dpolib <-> Hugging Face transformers: the GPT as a GPT2LMHeadModel, the character
-tokenizer as a PreTrainedTokenizerFast, both directions.
+"""dpolib <-> Hugging Face transformers: the GPT as a GPT2LMHeadModel, the reward model
+as a GPT2ForSequenceClassification, the character tokenizer as a
+PreTrainedTokenizerFast, both directions.
 
 The two models compute the same function: logits_hf(ids) == logits_dpolib(ids) on
 every unpadded row (bitwise with SDPA attention on the CPU). transformers is imported

@@ -20,12 +20,11 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from .data import PreferencePair, validate_pairs
 from .errors import describe
 from .model import Sample
 from .rl import BatchReward, GRPOConfig
 from .tokenizer import CharTokenizer
-from .trl_run import _require_trl
+from .trl_run import _require_trl, pairs_to_dataset
 
 # The per-step metrics RewardTrainer logs (its names): Bradley-Terry loss, the share of
 # pairs with r(y_w) > r(y_l), the mean of r(y_w) - r(y_l), and the spread of scores.
@@ -90,22 +89,6 @@ def _common(output_dir: str | os.PathLike, seed: int) -> dict:
     }
 
 
-def pairs_to_reward_dataset(pairs: Sequence[PreferencePair]) -> Any:
-    """A datasets.Dataset with RewardTrainer's explicit-prompt columns
-    prompt/chosen/rejected (TRL appends the end token to each completion)."""
-    _require_trl()
-    from datasets import Dataset
-
-    pairs = validate_pairs(pairs)
-    return Dataset.from_dict(
-        {
-            "prompt": [p.prompt for p in pairs],
-            "chosen": [p.chosen for p in pairs],
-            "rejected": [p.rejected for p in pairs],
-        }
-    )
-
-
 def reward_config(
     output_dir: str | os.PathLike,
     *,
@@ -135,25 +118,25 @@ def reward_config(
     return RewardConfig(**fields)
 
 
-class _History:
-    """A TrainerCallback factory: collects TRL's per-step logs, lets a callback stop."""
+def _history_callback(
+    keys: Sequence[str], history: list, callback: Callable | None
+) -> Any:
+    """A TrainerCallback that appends TRL's per-step logs (`keys`) to `history`;
+    `callback(record)` returning True stops training after that step."""
+    from transformers import TrainerCallback
 
-    @staticmethod
-    def make(keys: Sequence[str], history: list, callback: Callable | None) -> Any:
-        from transformers import TrainerCallback
+    class Collect(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if not logs or "loss" not in logs:
+                return control  # the end-of-training summary
+            record = {"step": state.global_step}
+            record.update({k: float(logs[k]) for k in keys if k in logs})
+            history.append(record)
+            if callback is not None and callback(record):
+                control.should_training_stop = True
+            return control
 
-        class Collect(TrainerCallback):
-            def on_log(self, args, state, control, logs=None, **kwargs):
-                if not logs or "loss" not in logs:
-                    return control  # the end-of-training summary
-                record = {"step": state.global_step}
-                record.update({k: float(logs[k]) for k in keys if k in logs})
-                history.append(record)
-                if callback is not None and callback(record):
-                    control.should_training_stop = True
-                return control
-
-        return Collect()
+    return Collect()
 
 
 def train_trl_reward(
@@ -186,14 +169,16 @@ def train_trl_reward(
             "model with dpolib.hf.to_hf_reward_model"
         )
     if isinstance(train_dataset, (list, tuple)):
-        train_dataset = pairs_to_reward_dataset(train_dataset)
+        train_dataset = pairs_to_dataset(train_dataset)
     history: list[dict] = []
     trainer = RewardTrainer(
         model=model,
         args=config,
         train_dataset=train_dataset,
         processing_class=tokenizer,
-        callbacks=[_History.make((*REWARD_METRICS, "grad_norm"), history, callback)],
+        callbacks=[
+            _history_callback((*REWARD_METRICS, "grad_norm"), history, callback)
+        ],
     )
     trainer.remove_callback(PrinterCallback)
     trainer.train()
@@ -434,7 +419,10 @@ def train_trl_grpo(
                 args=config,
                 train_dataset=Dataset.from_dict({"prompt": prompts}),
                 processing_class=tokenizer,
-                callbacks=[_History.make(GRPO_METRICS, history, callback), *callbacks],
+                callbacks=[
+                    _history_callback(GRPO_METRICS, history, callback),
+                    *callbacks,
+                ],
                 rollout_func=rollout_func,
             )
         finally:
