@@ -22,7 +22,8 @@ import torch
 
 from .errors import describe
 from .model import Sample
-from .rl import BatchReward, GRPOConfig
+from .reward import ScalarHeadGPT
+from .rl import BatchReward, GRPOConfig, Reward, score_completions
 from .tokenizer import CharTokenizer
 from .trl_run import _require_trl, pairs_to_dataset
 
@@ -288,36 +289,34 @@ def trl_grpo_loss(
 
 
 def trl_reward_function(
-    reward: Callable[[str, str], float] | BatchReward,
+    reward: Reward,
     eos_token_id: int,
     missing_eos_penalty: float | None = None,
     name: str | None = None,
 ) -> Callable[..., list[float]]:
-    """GRPOTrainer's reward function from a dpolib reward: r(prompt, completion) for
-    each decoded completion, minus `missing_eos_penalty` where no end token was
-    sampled (dpolib.rl's meaning). `name` is the metric name TRL logs
-    (rewards/<name>/mean)."""
-    if not (isinstance(reward, BatchReward) or callable(reward)):
+    """GRPOTrainer's reward function from a dpolib reward, scored as dpolib.rl scores
+    it (`score_completions`): a function r(prompt, completion), a BatchReward, or a
+    RewardModel read at <eos> where one was sampled, minus `missing_eos_penalty`
+    where none was. `name` is the metric name TRL logs (rewards/<name>/mean).
+
+    Passing a transformers reward model to GRPOTrainer directly scores the decoded
+    text prompt + completion without <bos> and without <eos>, which is not what a
+    reward model trained by RewardTrainer (or dpolib) read."""
+    if not (isinstance(reward, (ScalarHeadGPT, BatchReward)) or callable(reward)):
         raise TypeError(
-            "reward must be a function (prompt, completion) -> float or a BatchReward, "
-            f"got {describe(reward)}; a learned RewardModel scores the policy in "
-            "dpolib.rl, or port it with dpolib.hf.to_hf_reward_model"
+            "reward must be a function (prompt, completion) -> float, a BatchReward or "
+            f"a dpolib RewardModel, got {describe(reward)}"
         )
 
     def reward_func(prompts, completions, completion_ids, **kwargs) -> list[float]:
-        if isinstance(reward, BatchReward):
-            out = reward.fn(list(prompts), list(completions))
-            scores = [float(v) for v in (out.tolist() if torch.is_tensor(out) else out)]
-        else:
-            scores = [float(reward(p, c)) for p, c in zip(prompts, completions)]
-        if missing_eos_penalty is not None:
-            scores = [
-                s - missing_eos_penalty * (eos_token_id not in ids)
-                for s, ids in zip(scores, completion_ids)
-            ]
-        return scores
+        finished = [eos_token_id in ids for ids in completion_ids]
+        scores = score_completions(
+            reward, list(prompts), list(completions), finished, missing_eos_penalty
+        )
+        return scores.tolist()
 
-    reward_func.__name__ = str(name or getattr(reward, "__name__", "reward"))
+    default = "reward_model" if isinstance(reward, ScalarHeadGPT) else "reward"
+    reward_func.__name__ = str(name or getattr(reward, "__name__", default))
     return reward_func
 
 
@@ -368,6 +367,7 @@ def train_trl_grpo(
     rollout_func: Callable | None = None,
     callback: Callable[[dict], bool | None] | None = None,
     callbacks: Sequence[Any] = (),
+    reward_processing_classes: Any | None = None,
 ) -> tuple[Any, list[dict], Any]:
     """Train a causal LM with trl.GRPOTrainer on `prompts` (one dataset row each; TRL
     samples num_generations completions per row). Returns (model, history, trainer):
@@ -379,7 +379,8 @@ def train_trl_grpo(
     temporary folder the model is named by while the trainer is built. `rollout_func`
     replaces generation (see fixed_rollout); `callback(record)` returning True stops
     training after that step; `callbacks` are extra TrainerCallbacks (for example
-    gradient_recorder())."""
+    gradient_recorder()); `reward_processing_classes` is passed on (the tokenizer of
+    a transformers reward model among `reward_funcs`)."""
     _require_trl()
     from datasets import Dataset
     from transformers import PrinterCallback
@@ -424,6 +425,7 @@ def train_trl_grpo(
                     *callbacks,
                 ],
                 rollout_func=rollout_func,
+                reward_processing_classes=reward_processing_classes,
             )
         finally:
             model.config._name_or_path = name

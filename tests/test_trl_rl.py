@@ -368,3 +368,40 @@ def test_train_trl_grpo_rejects_bad_input(setup, tmp_path):
         train_trl_grpo(to_hf_model(reference, tok), hf_tok, [], fn, config)
     with pytest.raises(TypeError, match="trl.GRPOConfig"):
         train_trl_grpo(to_hf_model(reference, tok), hf_tok, [PROMPT], fn, GRPO)
+
+
+def test_a_reward_model_is_read_as_trained_only_through_trl_reward_function(
+    setup, tmp_path
+):
+    """trl_reward_function reads a RewardModel at <eos> (dpolib's reading); handed to
+    GRPOTrainer directly, the transformers model scores text without <bos>/<eos>."""
+    reference, tok, hf_tok, _ = setup
+    model = _random_head(reference, tok, seed=1)
+    fn = trl_reward_function(model, tok.eos_id)
+    assert fn.__name__ == "reward_model"
+    completions, ids = ["pizza", "pizzapizzapizzap"], [[5, tok.eos_id], [5] * 16]
+    got = fn(prompts=[PROMPT] * 2, completions=completions, completion_ids=ids)
+    want = model.score([PROMPT] * 2, completions, [True, False])
+    assert torch.allclose(torch.tensor(got), want, atol=1e-6)
+
+    samples = reference.sample_batch(
+        tok, PROMPT, 8, generator=torch.Generator().manual_seed(2)
+    )
+    fixed = fixed_rollout(*sample_ids(tok, PROMPT, samples))
+    config = grpo_config(
+        tmp_path, replace(GRPO, batch_size=8, max_steps=1, num_iterations=1)
+    )
+
+    def mean_reward(reward_funcs, **options):
+        _, history, _ = train_trl_grpo(
+            to_hf_model(reference, tok), hf_tok, [PROMPT], reward_funcs, config,
+            rollout_func=fixed, **options,
+        )  # fmt: skip
+        return history[0]["reward"]
+
+    as_trained = model.score(
+        [PROMPT] * 8, [s.completion for s in samples], [s.finished for s in samples]
+    )
+    assert mean_reward(fn) == pytest.approx(float(as_trained.mean()), abs=1e-5)
+    direct = mean_reward(to_hf_reward_model(model), reward_processing_classes=hf_tok)
+    assert abs(direct - float(as_trained.mean())) > 1e-3
