@@ -5,7 +5,11 @@ of each (this process's CPU time between consecutive steps, taken by a callback,
 busy machine's other programs do not count), the wall-clock time of 20 steps
 including setup (TRL: trainer construction and dataset tokenization; dpolib: the
 reference's log-probs), and the ratios. One torch thread, CPU.
+With --rlhf it also times the RLHF half: the reward model (train_reward_model against
+RewardTrainer, CPU ms per full-batch step) and GRPO (train_grpo against GRPOTrainer,
+CPU ms per batch of 64 sampled completions with its two updates).
 Usage: HF_HUB_OFFLINE=1 python benchmarks/bench_trl.py [--steps 20] [--repeats 3]
+       [--rlhf]
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--rlhf", action="store_true", help="also time RewardTrainer, GRPO")
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     warnings.filterwarnings("ignore")
@@ -107,6 +112,79 @@ def main() -> None:
     print(f"TRL / dpolib per step: {trl / base:.1f}x (goal >= 10x)")
     print(f"at equal row count (unmerged): {trl / unmerged:.1f}x (goal >= 3x)")
     print(json.dumps(results))
+    if args.rlhf:
+        rlhf(reference, tok, hf_tok, pairs, args.repeats, workdir)
+
+
+def rlhf(reference, tok, hf_tok, pairs, repeats: int, workdir: str) -> None:
+    """CPU ms per reward-model step and per GRPO batch, dpolib against TRL."""
+    from dataclasses import replace
+
+    from dpolib.hf import to_hf_reward_model
+    from dpolib.pizza.corpus import prompt_for
+    from dpolib.pizza.run import PERSON, pizza_reward
+    from dpolib.reward import RewardModel, train_reward_model
+    from dpolib.rl import GRPOConfig, fresh_policy, train_grpo
+    from dpolib.trl_rl import (
+        grpo_config,
+        reward_config,
+        train_trl_grpo,
+        train_trl_reward,
+        trl_reward_function,
+    )
+
+    steps, batches = 40, 6
+    prompt = prompt_for(PERSON)
+    rl = replace(
+        GRPOConfig(batch_size=64, num_generations=8, beta=0.05, learning_rate=3e-4),
+        max_steps=batches,
+    )
+    reward = trl_reward_function(pizza_reward, tok.eos_id)
+
+    def dpolib_rm() -> float:  # no per-step callback: the mean over the run
+        t0 = time.process_time()
+        train_reward_model(reference, tok, pairs, steps=steps, lr=1e-3)
+        return (time.process_time() - t0) / steps
+
+    def trl_rm(callback) -> None:
+        config = reward_config(workdir, learning_rate=1e-3, max_steps=steps)
+        model = to_hf_reward_model(RewardModel(reference, tok))
+        train_trl_reward(model, hf_tok, pairs, config, callback)
+
+    def dpolib_grpo(callback) -> None:
+        policy = fresh_policy(reference)
+        g = torch.Generator().manual_seed(0)
+        train_grpo(policy, reference, tok, prompt, pizza_reward, rl, generator=g,
+                   callback=callback)  # fmt: skip
+
+    def trl_grpo(callback) -> None:
+        def per_batch(record):  # one sampled batch = num_iterations updates
+            if record["step"] % rl.num_iterations == 0:
+                callback(record)
+
+        config = grpo_config(workdir, rl)
+        model = to_hf_model(reference, tok)
+        train_trl_grpo(model, hf_tok, [prompt] * 8 * batches, reward, config,
+                       callback=per_batch)  # fmt: skip
+
+    ms = {
+        "reward model, dpolib": 1000
+        * statistics.median(dpolib_rm() for _ in range(repeats)),
+        "reward model, TRL": 1000
+        * statistics.median(timed_run(trl_rm)[0] for _ in range(repeats)),
+        "GRPO batch, dpolib": 1000
+        * statistics.median(timed_run(dpolib_grpo)[0] for _ in range(repeats)),
+        "GRPO batch, TRL": 1000
+        * statistics.median(timed_run(trl_grpo)[0] for _ in range(repeats)),
+    }
+    print(f"RLHF half, medians of {repeats} runs, one thread: CPU ms per step "
+          f"({steps} reward-model steps; GRPO: {batches} batches of 64)")  # fmt: skip
+    for name, v in ms.items():
+        print(f"{name:<28} {v:>11.1f}")
+    rm = ms["reward model, TRL"] / ms["reward model, dpolib"]
+    grpo = ms["GRPO batch, TRL"] / ms["GRPO batch, dpolib"]
+    print(f"TRL / dpolib: reward model {rm:.1f}x, GRPO {grpo:.1f}x")
+    print(json.dumps(ms))
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
-"""dpolib <-> Hugging Face transformers: the GPT as a GPT2LMHeadModel, the character
-tokenizer as a PreTrainedTokenizerFast, both directions.
+"""dpolib <-> Hugging Face transformers: the GPT as a GPT2LMHeadModel, the reward model
+as a GPT2ForSequenceClassification, the character tokenizer as a
+PreTrainedTokenizerFast, both directions.
 
 The two models compute the same function: logits_hf(ids) == logits_dpolib(ids) on
 every unpadded row (bitwise with SDPA attention on the CPU). transformers is imported
@@ -14,10 +15,15 @@ import torch
 
 from .errors import describe
 from .model import GPT, GPTConfig
+from .reward import RewardModel, ScalarHeadGPT
 from .tokenizer import SPECIAL_TOKENS, CharTokenizer
 
 if TYPE_CHECKING:  # only for type hints; importing transformers is slow and optional
-    from transformers import GPT2LMHeadModel, PreTrainedTokenizerFast
+    from transformers import (
+        GPT2ForSequenceClassification,
+        GPT2LMHeadModel,
+        PreTrainedTokenizerFast,
+    )
 
 # The versions this module and the chapter were tested with (inclusive lower, exclusive
 # upper bound). Outside them TRL has renamed fields and changed defaults before.
@@ -166,16 +172,8 @@ def to_hf_model(
     return hf.to(model.device).eval()
 
 
-def from_hf_model(hf_model: Any) -> GPT:
-    """A dpolib GPT with the weights of a GPT2LMHeadModel built like `to_hf_model`'s."""
-    transformers = _transformers()
-    if not isinstance(hf_model, transformers.GPT2LMHeadModel):
-        raise TypeError(
-            "hf_model must be a transformers GPT2LMHeadModel (the layout dpolib's "
-            f"GPT shares), got {type(hf_model).__name__}; other architectures have no "
-            "dpolib twin: train them with TRL directly"
-        )
-    c = hf_model.config
+def _check_gpt2_config(c: Any, kind: str, maker: str) -> None:
+    """ValueError unless the GPT-2 config `c` computes what dpolib's GPT computes."""
     problems = []
     if c.activation_function != "gelu":
         problems.append(f"activation_function={c.activation_function!r} (need 'gelu')")
@@ -193,11 +191,24 @@ def from_hf_model(hf_model: Any) -> GPT:
         problems.append(f"n_inner={c.n_inner} (need 4 * n_embd = {4 * c.n_embd})")
     if problems:
         raise ValueError(
-            "this GPT2LMHeadModel computes something dpolib's GPT cannot: "
+            f"this {kind} computes something dpolib's GPT cannot: "
             + "; ".join(problems)
-            + ". Convert only models made by dpolib.hf.to_hf_model (or configured "
+            + f". Convert only models made by {maker} (or configured "
             "by dpolib.hf.gpt2_config)"
         )
+
+
+def from_hf_model(hf_model: Any) -> GPT:
+    """A dpolib GPT with the weights of a GPT2LMHeadModel built like `to_hf_model`'s."""
+    transformers = _transformers()
+    if not isinstance(hf_model, transformers.GPT2LMHeadModel):
+        raise TypeError(
+            "hf_model must be a transformers GPT2LMHeadModel (the layout dpolib's "
+            f"GPT shares), got {type(hf_model).__name__}; other architectures have no "
+            "dpolib twin: train them with TRL directly"
+        )
+    c = hf_model.config
+    _check_gpt2_config(c, "GPT2LMHeadModel", "dpolib.hf.to_hf_model")
     cfg = GPTConfig(
         c.vocab_size,
         block_size=c.n_positions,
@@ -298,3 +309,107 @@ def max_logit_difference(model: GPT, hf_model: Any, input_ids: torch.Tensor) -> 
     ours = model(input_ids)
     theirs = hf_model(input_ids=input_ids).logits
     return float((ours - theirs).abs().max())
+
+
+# --------------------------------------------------------------------------------
+# The reward model: ScalarHeadGPT <-> GPT2ForSequenceClassification (num_labels=1)
+# --------------------------------------------------------------------------------
+def _reward_name_map(n_layer: int) -> dict[str, tuple[str, bool]]:
+    # the body's names without the vocabulary head, then the scalar head
+    m = {
+        "body." + ours: (theirs, t)
+        for ours, (theirs, t) in _name_map(n_layer).items()
+        if ours != "head.weight"
+    }
+    m["score_head.weight"] = ("score.weight", False)
+    return m
+
+
+def to_hf_reward_model(
+    model: ScalarHeadGPT, tokenizer: CharTokenizer | None = None, attn: str = "sdpa"
+) -> "GPT2ForSequenceClassification":
+    """A GPT2ForSequenceClassification (num_labels=1) with `model`'s weights: the same
+    r_phi(x, y) = w . h_T, read at the last non-pad token (the end token)."""
+    if not isinstance(model, ScalarHeadGPT):
+        hint = (
+            "; build one with dpolib.reward.RewardModel(base, tokenizer)"
+            if isinstance(model, GPT)
+            else ""
+        )
+        raise TypeError(
+            f"model must be a dpolib RewardModel (a ScalarHeadGPT), got "
+            f"{type(model).__name__}{hint}"
+        )
+    bias = float(model.score_head.bias.detach().abs().max())
+    if bias != 0.0:
+        # transformers' score head is bias-free. Bradley-Terry cannot see a bias (it
+        # cancels in r_w - r_l, so its gradient is 0 and it stays at its zero init).
+        raise ValueError(
+            f"model.score_head.bias is {describe(model.score_head.bias.tolist())}; "
+            "GPT2ForSequenceClassification's score head has no bias. Set it to 0 "
+            "(every score shifts by the same constant, no preference changes)"
+        )
+    if model.config.dropout:
+        raise ValueError(
+            f"model.config.dropout is {model.config.dropout}; the port is exact only "
+            "without dropout: rebuild the model with dropout=0"
+        )
+    tokenizer = model.tokenizer if tokenizer is None else tokenizer
+    check_tokenizer(model.body, tokenizer)
+    transformers = _transformers()
+    cfg = gpt2_config(model.config, tokenizer)
+    cfg.num_labels = 1
+    cfg._attn_implementation = attn
+    hf = transformers.GPT2ForSequenceClassification(cfg)
+    ours = model.state_dict()
+    theirs = {}
+    for name, (hf_name, transpose) in _reward_name_map(model.config.n_layer).items():
+        t = ours[name].detach().clone()
+        theirs[hf_name] = t.t().contiguous() if transpose else t
+    missing, unexpected = hf.load_state_dict(theirs, strict=False)
+    left = [k for k in missing if not k.endswith(".attn.bias")]
+    if left or unexpected:
+        raise RuntimeError(
+            f"the GPT-2 layout changed (missing {left}, unexpected {unexpected}); "
+            f"use transformers within {SUPPORTED['transformers']}"
+        )
+    return hf.to(model.device).eval()
+
+
+def from_hf_reward_model(hf_model: Any, tokenizer: CharTokenizer) -> RewardModel:
+    """A dpolib RewardModel with the weights of a GPT2ForSequenceClassification built
+    like `to_hf_reward_model`'s (a zero bias on the scalar head)."""
+    transformers = _transformers()
+    if not isinstance(hf_model, transformers.GPT2ForSequenceClassification):
+        raise TypeError(
+            "hf_model must be a transformers GPT2ForSequenceClassification (the "
+            f"layout dpolib's RewardModel shares), got {type(hf_model).__name__}"
+        )
+    if hf_model.config.num_labels != 1:
+        raise ValueError(
+            f"hf_model has num_labels={hf_model.config.num_labels}; a reward model "
+            "has one output (num_labels=1)"
+        )
+    c = hf_model.config
+    _check_gpt2_config(
+        c, "GPT2ForSequenceClassification", "dpolib.hf.to_hf_reward_model"
+    )
+    body = GPT(
+        GPTConfig(
+            c.vocab_size,
+            block_size=c.n_positions,
+            n_layer=c.n_layer,
+            n_head=c.n_head,
+            n_embd=c.n_embd,
+        )
+    )
+    check_tokenizer(body, tokenizer)
+    model = RewardModel(body, tokenizer)
+    theirs = hf_model.state_dict()
+    ours = {}
+    for name, (hf_name, transpose) in _reward_name_map(c.n_layer).items():
+        t = theirs[hf_name].detach().clone()
+        ours[name] = t.t().contiguous() if transpose else t
+    ours["score_head.bias"] = torch.zeros(1)
+    model.load_state_dict(ours)
+    return model.to(hf_model.device).eval()
