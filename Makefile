@@ -21,7 +21,7 @@ export OMP_NUM_THREADS := 1
 export HF_HUB_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 
-.PHONY: setup book test checks site unit execute bench clean nbval nbval-other browser mathjax lint typecheck constraints
+.PHONY: setup book test checks site nbval-other-odd nbval-other-even unit execute bench clean nbval nbval-other browser mathjax lint typecheck constraints
 
 # The website: MathJax served by the book itself (npm, pinned in package-lock.json), copied into
 # _mathjax/ (git-ignored) by tools/vendor_mathjax.py; chapter notebooks in chapters/.
@@ -55,13 +55,23 @@ unit: setup
 # under this machine's kernels with one thread and under another machine's with two; the strict
 # book build from a clean _build (it renders the stored outputs), then every built page in
 # headless Chromium. The checks are independent, so they run side by side, longest first
-# (TEST_JOBS at a time: three keep CI's two cores busy to the end); each one's output is
-# printed whole when it ends (-O).
-TEST_JOBS ?= 3
+# (TEST_JOBS at a time: four keep CI's two cores busy to the end, the other-kernels nbval
+# split in two halves of the chapters); each one's output is printed whole when it ends (-O).
+TEST_JOBS ?= 4
 test: setup
 	$(MAKE) --no-print-directory -j$(TEST_JOBS) -O checks
 
-checks: nbval-other nbval unit lint typecheck site
+checks: nbval-other-odd nbval-other-even unit nbval lint typecheck site
+
+# The chapters at odd and at even places of NOTEBOOKS (about the same time each).
+ODD_NOTEBOOKS = $(shell printf '%s\n' $(NOTEBOOKS) | awk 'NR % 2 == 1')
+EVEN_NOTEBOOKS = $(shell printf '%s\n' $(NOTEBOOKS) | awk 'NR % 2 == 0')
+
+nbval-other-odd: setup
+	$(MAKE) --no-print-directory nbval-other NOTEBOOKS="$(ODD_NOTEBOOKS)"
+
+nbval-other-even: setup
+	$(MAKE) --no-print-directory nbval-other NOTEBOOKS="$(EVEN_NOTEBOOKS)"
 
 site: setup
 	$(MAKE) --no-print-directory book
