@@ -156,9 +156,18 @@ def to_hf_model(
     cfg = gpt2_config(model.config, tokenizer)
     cfg._attn_implementation = attn
     hf = transformers.GPT2LMHeadModel(cfg)
+    _copy_weights(model, hf, _name_map(model.config.n_layer))
+    return hf.to(model.device).eval()
+
+
+def _copy_weights(
+    model: torch.nn.Module, hf: Any, name_map: dict[str, tuple[str, bool]]
+) -> None:
+    """Load `model`'s weights into the transformers model `hf` under `name_map`'s
+    names (dpolib name -> (transformers name, transposed)); refuse a changed layout."""
     ours = model.state_dict()
     theirs = {}
-    for name, (hf_name, transpose) in _name_map(model.config.n_layer).items():
+    for name, (hf_name, transpose) in name_map.items():
         t = ours[name].detach().clone()
         theirs[hf_name] = t.t().contiguous() if transpose else t
     missing, unexpected = hf.load_state_dict(theirs, strict=False)
@@ -169,7 +178,6 @@ def to_hf_model(
             f"the GPT-2 layout changed (missing {left}, unexpected {unexpected}); "
             f"use transformers within {SUPPORTED['transformers']}"
         )
-    return hf.to(model.device).eval()
 
 
 def _check_gpt2_config(c: Any, kind: str, maker: str) -> None:
@@ -361,18 +369,7 @@ def to_hf_reward_model(
     cfg.num_labels = 1
     cfg._attn_implementation = attn
     hf = transformers.GPT2ForSequenceClassification(cfg)
-    ours = model.state_dict()
-    theirs = {}
-    for name, (hf_name, transpose) in _reward_name_map(model.config.n_layer).items():
-        t = ours[name].detach().clone()
-        theirs[hf_name] = t.t().contiguous() if transpose else t
-    missing, unexpected = hf.load_state_dict(theirs, strict=False)
-    left = [k for k in missing if not k.endswith(".attn.bias")]
-    if left or unexpected:
-        raise RuntimeError(
-            f"the GPT-2 layout changed (missing {left}, unexpected {unexpected}); "
-            f"use transformers within {SUPPORTED['transformers']}"
-        )
+    _copy_weights(model, hf, _reward_name_map(model.config.n_layer))
     return hf.to(model.device).eval()
 
 

@@ -25,7 +25,7 @@ from .model import Sample
 from .reward import ScalarHeadGPT
 from .rl import BatchReward, GRPOConfig, Reward, score_completions
 from .tokenizer import CharTokenizer
-from .trl_run import _require_trl, pairs_to_dataset
+from .trl_run import PARITY_SETTINGS, _require_trl, pairs_to_dataset
 
 # The per-step metrics RewardTrainer logs (its names): Bradley-Terry loss, the share of
 # pairs with r(y_w) > r(y_l), the mean of r(y_w) - r(y_l), and the spread of scores.
@@ -39,27 +39,18 @@ REWARD_METRICS = (
 )
 
 # RewardConfig settings whose TRL default changes the math away from
-# dpolib.reward.train_reward_model (full-batch AdamW, constant rate, float32).
-REWARD_PARITY_SETTINGS = {
-    "bf16": False,  # TRL trains in bfloat16 by default; dpolib in float32
-    "max_grad_norm": 0.0,  # TRL clips the gradient norm at 1.0; dpolib does not clip
-    "lr_scheduler_type": "constant",  # transformers decays linearly to 0 by default
-    "warmup_steps": 0,
-    "weight_decay": 0.0,
-    "gradient_checkpointing": False,  # TRL's default: recomputes activations, same math
-}
+# dpolib.reward.train_reward_model (full-batch AdamW, constant rate, float32): the same
+# Trainer settings as the DPO run's (RewardConfig also turns activation checkpointing on
+# by default: same math, slower).
+REWARD_PARITY_SETTINGS = dict(PARITY_SETTINGS)
 
-# GRPOConfig settings whose TRL default changes the math away from dpolib's GRPO:
-# grpo_loss is the per-sequence token mean ("grpo"; TRL's default "dapo" averages over
-# every token of the batch), and its k3 term is not multiplied by the importance ratio
-# (TRL's default use_bias_correction_kl=True adds k3 * grad log pi to the gradient).
+# GRPOConfig settings whose TRL default changes the math away from dpolib's GRPO: the
+# Trainer settings, and grpo_loss is the per-sequence token mean ("grpo"; TRL's default
+# "dapo" averages over every token of the batch), and its k3 term is not multiplied by
+# the importance ratio (TRL's default use_bias_correction_kl=True adds k3 * grad log pi
+# to the gradient).
 GRPO_PARITY_SETTINGS = {
-    "bf16": False,
-    "max_grad_norm": 0.0,
-    "lr_scheduler_type": "constant",
-    "warmup_steps": 0,
-    "weight_decay": 0.0,
-    "gradient_checkpointing": False,
+    **PARITY_SETTINGS,
     "loss_type": "grpo",
     "use_bias_correction_kl": False,
 }
