@@ -28,6 +28,7 @@ from .reward import RewardModel, ScalarHeadGPT
 from .rl_core import (
     KL_ESTIMATORS,
     clip_fraction,
+    clipped_objective,
     clipped_surrogate_loss,
     clipped_value_loss,
     gae,
@@ -554,11 +555,7 @@ def grpo_loss(
 ) -> torch.Tensor:
     """GRPO: mean over rows of the per-row token mean of
     -(min(rho_t A, clip(rho_t, 1 - eps, 1 + eps) A) - beta * k3_t), k3 to pi_ref."""
-    ratio = torch.exp(logps - old_logps)
-    adv = advantages[:, None]
-    surrogate = torch.minimum(
-        ratio * adv, torch.clamp(ratio, 1 - epsilon, 1 + epsilon) * adv
-    )
+    surrogate = clipped_objective(logps, old_logps, advantages[:, None], epsilon)
     per_token = -(surrogate - beta * kl_estimate(logps, ref_logps, "k3"))
     m = mask.to(per_token.dtype)
     return ((per_token * m).sum(1) / m.sum(1).clamp(min=1)).mean()

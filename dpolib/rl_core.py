@@ -60,10 +60,22 @@ def clipped_surrogate_loss(
     """PPO's loss -mean min(rho A, clip(rho, 1 - eps, 1 + eps) A),
     rho = exp(logps - old_logps)."""
     _check_positive(cliprange, "cliprange", "PPO clips the ratio to [1 - eps, 1 + eps]")
+    return -masked_mean(
+        clipped_objective(logps, old_logps, advantages, cliprange), mask
+    )
+
+
+def clipped_objective(
+    logps: torch.Tensor,
+    old_logps: torch.Tensor,
+    advantages: torch.Tensor,
+    cliprange: float,
+) -> torch.Tensor:
+    """Per element min(rho A, clip(rho, 1 - eps, 1 + eps) A), rho = exp(logps -
+    old_logps), unreduced (PPO, GRPO and TRL's GRPO variants reduce it differently)."""
     ratio = torch.exp(logps - old_logps)
     clipped = torch.clamp(ratio, 1 - cliprange, 1 + cliprange)
-    objective = torch.minimum(ratio * advantages, clipped * advantages)
-    return -masked_mean(objective, mask)
+    return torch.minimum(ratio * advantages, clipped * advantages)
 
 
 def clip_fraction(

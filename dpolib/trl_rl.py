@@ -24,6 +24,7 @@ from .errors import describe
 from .model import Sample
 from .reward import ScalarHeadGPT
 from .rl import BatchReward, GRPOConfig, Reward, score_completions
+from .rl_core import clipped_objective, kl_estimate
 from .tokenizer import CharTokenizer
 from .trl_run import PARITY_SETTINGS, _require_trl, pairs_to_dataset
 
@@ -260,14 +261,10 @@ def trl_grpo_loss(
         raise ValueError(
             f"loss_type must be one of {TRL_GRPO_LOSS_TYPES}, got {describe(loss_type)}"
         )
-    ratio = torch.exp(logps - old_logps)
-    adv = advantages[:, None]
-    surrogate = torch.minimum(
-        ratio * adv, torch.clamp(ratio, 1 - epsilon, 1 + epsilon) * adv
-    )
-    k3 = torch.exp(ref_logps - logps) - (ref_logps - logps) - 1
+    surrogate = clipped_objective(logps, old_logps, advantages[:, None], epsilon)
+    k3 = kl_estimate(logps, ref_logps, "k3")
     if bias_correction_kl:
-        k3 = k3 * ratio
+        k3 = k3 * torch.exp(logps - old_logps)
     per_token = -surrogate + beta * k3
     m = mask.to(per_token.dtype)
     if loss_type == "grpo":
